@@ -1,0 +1,338 @@
+//! Canonical-embedding encoder: N/2 real slots ↔ integer polynomials at a scale.
+//!
+//! Slot j holds m(ζ^(5^j)) / Δ with ζ = exp(iπ/N), so the automorphism X → X^5 rotates the slots
+//! by one. Because 5^j ≡ 1 (mod 4), m(ζ^k) is a length-N/2 transform of w_t = m_t + i·m_(t+N/2),
+//! which the "special" FFT below evaluates in O(N log N).
+//!
+//! Tables: one quarter-wave cosine table of N/2 + 1 f64 (32 KB at N = 2^13, 64 KB at N = 2^14);
+//! the powers of 5 are generated on the fly. Each call uses one working buffer of N/2 complex
+//! values (8·N bytes). All transcendental functions come from `libm`.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::error::{Error, Result};
+use crate::ring::{Basis, Coeff, Context, IntPoly, Poly};
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Complex {
+    re: f64,
+    im: f64,
+}
+
+impl Complex {
+    #[inline]
+    fn add(self, o: Self) -> Self {
+        Self {
+            re: self.re + o.re,
+            im: self.im + o.im,
+        }
+    }
+    #[inline]
+    fn sub(self, o: Self) -> Self {
+        Self {
+            re: self.re - o.re,
+            im: self.im - o.im,
+        }
+    }
+    #[inline]
+    fn mul(self, o: Self) -> Self {
+        Self {
+            re: self.re * o.re - self.im * o.im,
+            im: self.re * o.im + self.im * o.re,
+        }
+    }
+}
+
+/// An encoded plaintext: integer polynomial (coefficient form) and the scale it carries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plaintext {
+    /// Δ·m, rounded, over the ciphertext primes up to the plaintext's level.
+    pub poly: Poly<Coeff>,
+    /// The scale Δ.
+    pub scale: f64,
+}
+
+/// Encoder/decoder for one ring dimension.
+#[derive(Clone, Debug)]
+pub struct Encoder {
+    log_n: u32,
+    /// cos(2πk / 2N) for k = 0 … N/2.
+    cos: Vec<f64>,
+}
+
+impl Encoder {
+    /// Precomputes the cosine table for ring dimension 2^`log_n` (log_n ≥ 2).
+    pub fn new(log_n: u32) -> Self {
+        let m = 2usize << log_n;
+        let quarter = m / 4;
+        let cos = (0..=quarter)
+            .map(|k| libm::cos(2.0 * core::f64::consts::PI * k as f64 / m as f64))
+            .collect();
+        Self { log_n, cos }
+    }
+
+    /// Number of slots (N/2).
+    pub fn slots(&self) -> usize {
+        1 << (self.log_n - 1)
+    }
+
+    /// Bytes held by the precomputed table.
+    pub fn table_bytes(&self) -> usize {
+        self.cos.len() * core::mem::size_of::<f64>()
+    }
+
+    /// ζ^idx with ζ = exp(2πi / 2N), from the quarter-wave table.
+    #[inline]
+    fn root(&self, idx: usize) -> Complex {
+        let q = self.cos.len() - 1;
+        let idx = idx % (4 * q);
+        let c = &self.cos;
+        let (re, im) = match idx / q {
+            0 => (c[idx], c[q - idx]),
+            1 => (-c[2 * q - idx], c[idx - q]),
+            2 => (-c[idx - 2 * q], -c[3 * q - idx]),
+            _ => (c[4 * q - idx], -c[idx - 3 * q]),
+        };
+        Complex { re, im }
+    }
+
+    /// Evaluates w at the slot points: out_j = Σ_t w_t ζ^(5^j·t), in place.
+    fn special_fft(&self, vals: &mut [Complex]) {
+        let size = vals.len();
+        let m = 4 * (self.cos.len() - 1);
+        bit_reverse(vals);
+        let mut len = 2;
+        while len <= size {
+            let half = len / 2;
+            let lenq = len * 4;
+            let gap = m / lenq;
+            for block in vals.chunks_exact_mut(len) {
+                let mut rot = 1usize;
+                for j in 0..half {
+                    let w = self.root(rot * gap);
+                    let u = block[j];
+                    let v = block[j + half].mul(w);
+                    block[j] = u.add(v);
+                    block[j + half] = u.sub(v);
+                    rot = (rot * 5) % lenq;
+                }
+            }
+            len *= 2;
+        }
+    }
+
+    /// Inverse of [`Encoder::special_fft`], in place.
+    fn special_ifft(&self, vals: &mut [Complex]) {
+        let size = vals.len();
+        let m = 4 * (self.cos.len() - 1);
+        let mut len = size;
+        while len >= 2 {
+            let half = len / 2;
+            let lenq = len * 4;
+            let gap = m / lenq;
+            for block in vals.chunks_exact_mut(len) {
+                let mut rot = 1usize;
+                for j in 0..half {
+                    let w = self.root((lenq - rot) * gap);
+                    let u = block[j].add(block[j + half]);
+                    let v = block[j].sub(block[j + half]).mul(w);
+                    block[j] = u;
+                    block[j + half] = v;
+                    rot = (rot * 5) % lenq;
+                }
+            }
+            len /= 2;
+        }
+        bit_reverse(vals);
+        let inv = 1.0 / size as f64;
+        for v in vals.iter_mut() {
+            v.re *= inv;
+            v.im *= inv;
+        }
+    }
+
+    /// Rounded integer coefficients Δ·m of the real slot values (unused slots are zero).
+    /// Calls `sink(t, coefficient)` for t = 0 … N−1.
+    fn coefficients(
+        &self,
+        values: &[f64],
+        scale: f64,
+        max_abs: f64,
+        mut sink: impl FnMut(usize, i128),
+    ) -> Result<()> {
+        let slots = self.slots();
+        if values.len() > slots {
+            return Err(Error::TooManySlots {
+                max: slots,
+                found: values.len(),
+            });
+        }
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(Error::InvalidScale);
+        }
+        let mut buf = vec![Complex::default(); slots];
+        for (b, &v) in buf.iter_mut().zip(values) {
+            if !v.is_finite() {
+                return Err(Error::ValueOutOfRange);
+            }
+            b.re = v;
+        }
+        self.special_ifft(&mut buf);
+        for (t, w) in buf.iter().enumerate() {
+            for (offset, part) in [(0, w.re), (slots, w.im)] {
+                let c = libm::round(part * scale);
+                if !(libm::fabs(c) < max_abs) {
+                    return Err(Error::ValueOutOfRange);
+                }
+                sink(t + offset, c as i128);
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes real values into a plaintext over the ciphertext primes up to `level`, at
+    /// `scale`. Fails if a scaled coefficient would not fit below Q_level / 2.
+    pub fn encode(
+        &self,
+        ctx: &Context,
+        values: &[f64],
+        scale: f64,
+        level: usize,
+    ) -> Result<Plaintext> {
+        if ctx.params().log_n() != self.log_n {
+            return Err(Error::InvalidParams(
+                "encoder and context ring dimensions differ",
+            ));
+        }
+        if level >= ctx.num_q() {
+            return Err(Error::LevelOutOfRange {
+                level,
+                max: ctx.num_q() - 1,
+            });
+        }
+        let basis = Basis::level(level);
+        let mut poly = Poly::<Coeff>::zero(ctx, basis)?;
+        // Coefficients must stay below Q/2 (and inside i128).
+        let max_abs = libm::exp2((ctx.params().log_q(level) - 1.0).min(126.0));
+        let n = ctx.n();
+        let moduli: Vec<_> = (0..basis.len())
+            .map(|pos| *ctx.modulus(basis, pos))
+            .collect();
+        let mut limbs: Vec<&mut [u64]> = poly.data_mut().chunks_exact_mut(n).collect();
+        self.coefficients(values, scale, max_abs, |t, c| {
+            for (limb, m) in limbs.iter_mut().zip(&moduli) {
+                limb[t] = m.reduce_i128(c);
+            }
+        })?;
+        Ok(Plaintext { poly, scale })
+    }
+
+    /// Decodes centred integer coefficients at `scale` into N/2 real slot values.
+    pub fn decode(&self, int: &IntPoly, scale: f64) -> Result<Vec<f64>> {
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(Error::InvalidScale);
+        }
+        let slots = self.slots();
+        if int.len() != 2 * slots {
+            return Err(Error::LengthMismatch {
+                expected: 2 * slots,
+                found: int.len(),
+            });
+        }
+        let inv = 1.0 / scale;
+        let mut buf: Vec<Complex> = (0..slots)
+            .map(|t| Complex {
+                re: int.coeff_f64(t) * inv,
+                im: int.coeff_f64(t + slots) * inv,
+            })
+            .collect();
+        self.special_fft(&mut buf);
+        Ok(buf.iter().map(|c| c.re).collect())
+    }
+
+    /// Decodes a coefficient-form polynomial over ciphertext primes (reconstructs the centred
+    /// integers first).
+    pub fn decode_poly(&self, ctx: &Context, poly: &Poly<Coeff>, scale: f64) -> Result<Vec<f64>> {
+        let int = IntPoly::reconstruct(ctx, poly)?;
+        self.decode(&int, scale)
+    }
+}
+
+fn bit_reverse<T>(vals: &mut [T]) {
+    let n = vals.len();
+    let mut j = 0usize;
+    for i in 1..n {
+        let mut bit = n >> 1;
+        while j & bit != 0 {
+            j ^= bit;
+            bit >>= 1;
+        }
+        j |= bit;
+        if i < j {
+            vals.swap(i, j);
+        }
+    }
+}
+
+/// Bits of precision of `got` against `want`: −log2 of the largest absolute error (capped at 64).
+pub fn precision_bits(want: &[f64], got: &[f64]) -> f64 {
+    let err = want
+        .iter()
+        .zip(got)
+        .map(|(a, b)| libm::fabs(a - b))
+        .fold(0.0f64, f64::max);
+    if err == 0.0 {
+        64.0
+    } else {
+        -libm::log2(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_fft_is_the_canonical_embedding() {
+        // Compare with direct evaluation of w at ζ^(5^j) for N = 32.
+        let log_n = 5;
+        let enc = Encoder::new(log_n);
+        let slots = enc.slots();
+        let m = 2usize << log_n;
+        let w: Vec<Complex> = (0..slots)
+            .map(|t| Complex {
+                re: (t as f64 * 0.37).sin(),
+                im: (t as f64 * 0.11).cos(),
+            })
+            .collect();
+        let mut fast = w.clone();
+        enc.special_fft(&mut fast);
+        let mut rot = 1usize;
+        for f in fast.iter() {
+            let mut acc = Complex::default();
+            for (t, wt) in w.iter().enumerate() {
+                acc = acc.add(wt.mul(enc.root(rot * t % m)));
+            }
+            assert!((acc.re - f.re).abs() < 1e-9 && (acc.im - f.im).abs() < 1e-9);
+            rot = rot * 5 % m;
+        }
+        let mut back = fast;
+        enc.special_ifft(&mut back);
+        for (a, b) in back.iter().zip(&w) {
+            assert!((a.re - b.re).abs() < 1e-12 && (a.im - b.im).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn roots_match_libm() {
+        let enc = Encoder::new(4);
+        let m = 32;
+        for k in 0..2 * m {
+            let r = enc.root(k);
+            let theta = 2.0 * core::f64::consts::PI * k as f64 / m as f64;
+            assert!((r.re - theta.cos()).abs() < 1e-13, "cos at {k}");
+            assert!((r.im - theta.sin()).abs() < 1e-13, "sin at {k}");
+        }
+    }
+}

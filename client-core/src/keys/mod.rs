@@ -1,0 +1,135 @@
+//! Keys: the secret key, and seeded public, relinearisation and Galois (rotation) keys.
+//!
+//! Every uniform polynomial `a` in a key travels as a 32-byte seed and is expanded directly in the
+//! NTT domain (the NTT is a bijection, so a uniform NTT vector is a uniform polynomial). Limb `i`
+//! of digit `j` comes from ChaCha20 stream `(j << 32) | i`, so any limb can be expanded alone.
+
+mod secret;
+mod switching;
+
+use alloc::vec;
+
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+use crate::error::Result;
+use crate::ring::{Basis, Context, Ntt, Poly};
+use crate::sampling::{fill_error, fill_uniform, random_seed, seeded_stream, Seed};
+
+pub use secret::SecretKey;
+pub use switching::{
+    galois_element_for_rotation, KeyChunk, KeyKind, SwitchingKey, SwitchingKeyGenerator,
+    CONJUGATION,
+};
+
+/// ChaCha20 stream number of limb `prime_index` of digit `digit`.
+pub(crate) fn a_stream(digit: usize, prime_index: usize) -> u64 {
+    ((digit as u64) << 32) | prime_index as u64
+}
+
+/// Expands the uniform polynomial `a` of `seed` over `basis`, digit `digit`, in NTT form.
+pub fn expand_uniform(ctx: &Context, seed: &Seed, digit: usize, basis: Basis) -> Result<Poly<Ntt>> {
+    let mut a = Poly::<Ntt>::zero(ctx, basis)?;
+    for pos in 0..basis.len() {
+        let pi = ctx.prime_index(basis, pos);
+        let mut rng = seeded_stream(seed, a_stream(digit, pi));
+        fill_uniform(&mut rng, ctx.modulus_at(pi), a.limb_mut(pos));
+    }
+    Ok(a)
+}
+
+/// One limb of an RLWE sample b = −a·s + e (+ extra), NTT form, for global prime `pi`.
+/// `e` holds the error's coefficients (the same for every limb of one sample).
+pub(crate) fn rlwe_limb(
+    ctx: &Context,
+    sk: &SecretKey,
+    a_seed: &Seed,
+    digit: usize,
+    pi: usize,
+    e: &[i8],
+    out: &mut [u64],
+) {
+    let m = ctx.modulus_at(pi);
+    for (o, &x) in out.iter_mut().zip(e) {
+        *o = m.reduce_i64(x as i64);
+    }
+    ctx.plan_at(pi).fwd(out);
+    let mut a = vec![0u64; ctx.n()];
+    fill_uniform(&mut seeded_stream(a_seed, a_stream(digit, pi)), m, &mut a);
+    let s = sk.ntt_limb(pi);
+    for ((o, &ai), &si) in out.iter_mut().zip(&a).zip(s) {
+        *o = m.sub(*o, m.mul(ai, si));
+    }
+}
+
+/// A seeded public key: b = −a·s + e over the ciphertext primes; `a` comes from the seed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicKey {
+    b: Poly<Ntt>,
+    seed: Seed,
+}
+
+/// A public key with `a` expanded, ready for encryption.
+#[derive(Clone, Debug)]
+pub struct ExpandedPublicKey {
+    /// b = −a·s + e.
+    pub b: Poly<Ntt>,
+    /// The uniform part.
+    pub a: Poly<Ntt>,
+}
+
+impl PublicKey {
+    /// Generates a public key at the top level.
+    pub fn generate<R: CryptoRng + ?Sized>(
+        ctx: &Context,
+        sk: &SecretKey,
+        rng: &mut R,
+    ) -> Result<Self> {
+        let seed = random_seed(rng);
+        let mut e = vec![0i8; ctx.n()];
+        fill_error(rng, &mut e);
+        let basis = ctx.top_basis();
+        let mut b = Poly::<Ntt>::zero(ctx, basis)?;
+        for pos in 0..basis.len() {
+            rlwe_limb(ctx, sk, &seed, 0, pos, &e, b.limb_mut(pos));
+        }
+        e.zeroize();
+        Ok(Self { b, seed })
+    }
+
+    /// The seed of `a`.
+    pub fn seed(&self) -> &Seed {
+        &self.seed
+    }
+
+    /// Validates (top-level basis, residues) and expands `a`.
+    pub fn expand(&self, ctx: &Context) -> Result<ExpandedPublicKey> {
+        self.b.validate_basis(ctx, ctx.top_basis())?;
+        let a = expand_uniform(ctx, &self.seed, 0, ctx.top_basis())?;
+        Ok(ExpandedPublicKey {
+            b: self.b.clone(),
+            a,
+        })
+    }
+
+    /// Size of the key on the wire, in words of limb data.
+    pub fn words(&self) -> usize {
+        self.b.data().len()
+    }
+}
+
+impl ExpandedPublicKey {
+    /// The key restricted to the primes up to `level`.
+    pub fn at_level(&self, ctx: &Context, level: usize) -> Result<Self> {
+        let mut out = self.clone();
+        out.b.drop_to_level(ctx, level)?;
+        out.a.drop_to_level(ctx, level)?;
+        Ok(out)
+    }
+}
+
+/// Words of limb data in `polys` (for size reports).
+pub fn total_words(polys: &[Poly<Ntt>]) -> usize {
+    polys.iter().map(|p| p.data().len()).sum::<usize>()
+}

@@ -1,0 +1,73 @@
+//! Parameter presets. They are plain data so that the parameter planner can replace them.
+//!
+//! Budget reasoning (DESIGN §4–§5). Per hidden layer the server needs two rescales above the
+//! hand-off level (the ReLU product x·sign(x) and the next linear layer); the per-slot ReLU mask r
+//! is multiplied without a rescale. At the hand-off level the modulus must hold
+//!
+//! * a refresh mask: uniform on ±2^(s + log2 N) · B for a message bound B, so that the whole
+//!   ciphertext is hidden with statistical distance ≤ 2^-s, and
+//! * flooding noise 2^(s + log2 N) times the computation noise, with the masked ReLU values
+//!   still well above it.
+//!
+//! All primes are below 2^50 so that `tfhe-ntt` can use its AVX-512 IFMA kernels on the server.
+
+/// A parameter preset, as bit sizes. [`crate::params::Params::from_spec`] turns it into primes.
+#[derive(Clone, Copy, Debug)]
+pub struct ParamSpec {
+    /// Name that identifies the preset on the wire and in reports.
+    pub name: &'static str,
+    /// log2 of the ring dimension N.
+    pub log_n: u32,
+    /// Bit sizes of the ciphertext primes q0 … qL, bottom first.
+    pub q_bits: &'static [u32],
+    /// Bit sizes of the special primes for hybrid key switching.
+    pub p_bits: &'static [u32],
+    /// Ciphertext primes per gadget digit (α).
+    pub digit_size: u32,
+    /// Level at which the server hands ciphertexts to the client.
+    pub handoff_level: u32,
+    /// log2 of the default scale.
+    pub scale_bits: u32,
+    /// Statistical security parameter of refresh masks and noise flooding.
+    pub stat_sec_bits: u32,
+}
+
+/// Default preset: N = 2^14, meets every target of DESIGN §4.
+///
+/// * q = 3 × 50-bit (hand-off level 2: 150 bits) + 3 × 45-bit computation primes; P = 3 × 50 bits;
+///   α = 3 (two digits at the top level). log2(QP) ≈ 435 ≤ 438.
+/// * At the hand-off level a 2^-40 refresh mask needs 40 + 14 + log2 B + 1 bits, so messages up to
+///   B ≈ 2^94 fit (2^45 scale × values up to 2^49); flooding at 2^-40 over noise ≤ 2^20 leaves the
+///   masked ReLU values more than 2^40 of head-room.
+pub const DEFAULT_N16384: ParamSpec = ParamSpec {
+    name: "default-n16384",
+    log_n: 14,
+    q_bits: &[50, 50, 50, 45, 45, 45],
+    p_bits: &[50, 50, 50],
+    digit_size: 3,
+    handoff_level: 2,
+    scale_bits: 45,
+    stat_sec_bits: 40,
+};
+
+/// Compact preset for small microcontrollers: N = 2^13, 128-bit RLWE security, but it **lowers the
+/// statistical security parameter of refresh masks and noise flooding from 40 to 30 bits**
+/// (statistical distance ≤ 2^-30 per ciphertext instead of 2^-40).
+///
+/// * q = 50 + 40 bits (hand-off level 1: 90 bits) + 2 × 38-bit computation primes; P = 50 bits;
+///   α = 1. log2(QP) ≈ 216 ≤ 218.
+/// * Why 30: a 2^-s refresh mask at N = 2^13 with messages up to 2^45 (2^38 scale × values up to
+///   2^7) needs s + 13 + 45 + 1 ≤ 90 bits, so s ≤ 31; the same head-room bounds flooding.
+pub const COMPACT_N8192: ParamSpec = ParamSpec {
+    name: "compact-n8192-stat30",
+    log_n: 13,
+    q_bits: &[50, 40, 38, 38],
+    p_bits: &[50],
+    digit_size: 1,
+    handoff_level: 1,
+    scale_bits: 38,
+    stat_sec_bits: 30,
+};
+
+/// All presets, default first.
+pub const PRESETS: &[&ParamSpec] = &[&DEFAULT_N16384, &COMPACT_N8192];

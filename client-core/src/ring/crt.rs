@@ -1,0 +1,234 @@
+//! Centred integer polynomials: CRT reconstruction and re-reduction into another basis.
+//!
+//! Decrypting at a level with several limbs gives residues of an integer t with |t| < Q/2.
+//! [`IntPoly`] keeps each coefficient as a sign and the mixed-radix digits of |t|
+//! (|t| = d0 + d1·q0 + d2·q0·q1 + …), found with Garner's algorithm. That needs only word
+//! arithmetic, so it runs on a microcontroller, works for any number of limbs, and makes both
+//! uses cheap: converting to f64 for decoding, and reducing modulo other primes for HeRefresh's
+//! re-encryption at the top level.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use zeroize::Zeroize;
+
+use super::{Basis, Coeff, Context, Poly};
+use crate::error::{Error, Result};
+
+/// A polynomial with centred integer coefficients, |t| < Q/2 for the Q it was reconstructed
+/// modulo.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IntPoly {
+    moduli: Vec<u64>,
+    /// Mixed-radix digits of |t|, coefficient-major: coefficient c at [c·k, c·k + k).
+    digits: Vec<u64>,
+    negative: Vec<bool>,
+}
+
+impl Zeroize for IntPoly {
+    fn zeroize(&mut self) {
+        self.digits.zeroize();
+        self.negative.zeroize();
+    }
+}
+
+impl IntPoly {
+    /// Reconstructs the centred integers whose residues `poly` holds (ciphertext primes only).
+    pub fn reconstruct(ctx: &Context, poly: &Poly<Coeff>) -> Result<Self> {
+        poly.validate(ctx)?;
+        let basis = poly.basis();
+        if basis.p != 0 {
+            return Err(Error::BasisMismatch {
+                expected: Basis { q: basis.q, p: 0 },
+                found: basis,
+            });
+        }
+        let k = basis.q as usize;
+        let n = ctx.n();
+        let moduli: Vec<u64> = (0..k).map(|i| ctx.modulus_at(i).value()).collect();
+
+        // t is negative iff t > (Q − 1)/2.
+        let half = half_digits(&moduli);
+
+        let mut digits = vec![0u64; n * k];
+        let mut negative = vec![false; n];
+        let mut residues = vec![0u64; k];
+        for c in 0..n {
+            for (i, r) in residues.iter_mut().enumerate() {
+                *r = poly.limb(i)[c];
+            }
+            let d = &mut digits[c * k..(c + 1) * k];
+            garner(ctx, &residues, d);
+            let is_neg = d.iter().rev().cmp(half.iter().rev()) == core::cmp::Ordering::Greater;
+            if is_neg {
+                // |t| = Q − t = (Q − 1 − t) + 1; Q − 1 has digits (q_i − 1).
+                for (di, &q) in d.iter_mut().zip(&moduli) {
+                    *di = q - 1 - *di;
+                }
+                for (di, &q) in d.iter_mut().zip(&moduli) {
+                    *di += 1;
+                    if *di < q {
+                        break;
+                    }
+                    *di = 0;
+                }
+            }
+            negative[c] = is_neg;
+        }
+        residues.zeroize();
+        Ok(Self {
+            moduli,
+            digits,
+            negative,
+        })
+    }
+
+    /// Builds an integer polynomial from exact signed values, relative to the first
+    /// `levels + 1` ciphertext primes (|value| must be below Q/2).
+    pub fn from_i128(ctx: &Context, level: usize, values: &[i128]) -> Result<Self> {
+        if level >= ctx.num_q() {
+            return Err(Error::LevelOutOfRange {
+                level,
+                max: ctx.num_q() - 1,
+            });
+        }
+        if values.len() != ctx.n() {
+            return Err(Error::LengthMismatch {
+                expected: ctx.n(),
+                found: values.len(),
+            });
+        }
+        let k = level + 1;
+        let moduli: Vec<u64> = (0..k).map(|i| ctx.modulus_at(i).value()).collect();
+        let mut digits = vec![0u64; values.len() * k];
+        let mut negative = vec![false; values.len()];
+        for (c, &v) in values.iter().enumerate() {
+            let mut mag = v.unsigned_abs();
+            for (i, &q) in moduli.iter().enumerate() {
+                digits[c * k + i] = (mag % q as u128) as u64;
+                mag /= q as u128;
+            }
+            if mag != 0 {
+                return Err(Error::ValueOutOfRange);
+            }
+            negative[c] = v < 0;
+        }
+        let out = Self {
+            moduli,
+            digits,
+            negative,
+        };
+        // Centred form needs |t| ≤ (Q − 1)/2.
+        let half = half_digits(&out.moduli);
+        let half_ok = (0..out.len()).all(|c| {
+            out.coeff_digits(c).iter().rev().cmp(half.iter().rev()) != core::cmp::Ordering::Greater
+        });
+        if !half_ok {
+            return Err(Error::ValueOutOfRange);
+        }
+        Ok(out)
+    }
+
+    /// Number of coefficients (N).
+    pub fn len(&self) -> usize {
+        self.negative.len()
+    }
+
+    /// True if there are no coefficients.
+    pub fn is_empty(&self) -> bool {
+        self.negative.is_empty()
+    }
+
+    /// The primes the integers were reconstructed modulo.
+    pub fn moduli(&self) -> &[u64] {
+        &self.moduli
+    }
+
+    fn coeff_digits(&self, c: usize) -> &[u64] {
+        let k = self.moduli.len();
+        &self.digits[c * k..(c + 1) * k]
+    }
+
+    /// Coefficient `c` as f64 (relative error 2^-53).
+    pub fn coeff_f64(&self, c: usize) -> f64 {
+        let mut acc = 0.0f64;
+        for (&d, &q) in self.coeff_digits(c).iter().zip(&self.moduli).rev() {
+            acc = acc * q as f64 + d as f64;
+        }
+        if self.negative[c] {
+            -acc
+        } else {
+            acc
+        }
+    }
+
+    /// Coefficient `c` exactly, if it fits in an i128.
+    pub fn coeff_i128(&self, c: usize) -> Option<i128> {
+        let mut acc: i128 = 0;
+        for (&d, &q) in self.coeff_digits(c).iter().zip(&self.moduli).rev() {
+            acc = acc.checked_mul(q as i128)?.checked_add(d as i128)?;
+        }
+        Some(if self.negative[c] { -acc } else { acc })
+    }
+
+    /// All coefficients as f64.
+    pub fn to_f64(&self) -> Vec<f64> {
+        (0..self.len()).map(|c| self.coeff_f64(c)).collect()
+    }
+
+    /// The same integers reduced into `basis` (exact, no rounding): what HeRefresh re-encrypts.
+    pub fn reduce_into(&self, ctx: &Context, basis: Basis) -> Result<Poly<Coeff>> {
+        if self.len() != ctx.n() {
+            return Err(Error::LengthMismatch {
+                expected: ctx.n(),
+                found: self.len(),
+            });
+        }
+        let mut out = Poly::<Coeff>::zero(ctx, basis)?;
+        let k = self.moduli.len();
+        let mut radix = vec![0u64; k];
+        for pos in 0..basis.len() {
+            let m = *ctx.modulus(basis, pos);
+            // radix[i] = q0·…·q_{i−1} mod m.
+            let mut acc = 1 % m.value();
+            for (r, &q) in radix.iter_mut().zip(&self.moduli) {
+                *r = acc;
+                acc = m.mul(acc, m.reduce_u64(q));
+            }
+            let radix_shoup: Vec<u64> = radix.iter().map(|&r| m.shoup(r)).collect();
+            let limb = out.limb_mut(pos);
+            for (c, x) in limb.iter_mut().enumerate() {
+                let mut v = 0u64;
+                for ((&d, &r), &rs) in self.coeff_digits(c).iter().zip(&radix).zip(&radix_shoup) {
+                    v = m.add(v, m.mul_shoup(d, r, rs));
+                }
+                *x = if self.negative[c] { m.neg(v) } else { v };
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Mixed-radix digits of (Q − 1)/2: halve the digits (q_i − 1) of Q − 1 from the top down.
+fn half_digits(moduli: &[u64]) -> Vec<u64> {
+    let mut d: Vec<u64> = moduli.iter().map(|&q| q - 1).collect();
+    let mut rem = 0u128;
+    for i in (0..moduli.len()).rev() {
+        let cur = rem * moduli[i] as u128 + d[i] as u128;
+        d[i] = (cur / 2) as u64;
+        rem = cur % 2;
+    }
+    d
+}
+
+/// Mixed-radix digits of the integer in [0, Q) with the given residues modulo q0 … q_{k−1}.
+fn garner(ctx: &Context, residues: &[u64], digits: &mut [u64]) {
+    for i in 0..residues.len() {
+        let m = ctx.modulus_at(i);
+        let mut t = residues[i];
+        for (j, &dj) in digits.iter().enumerate().take(i) {
+            t = m.mul(m.sub(t, m.reduce_u64(dj)), ctx.garner_inv(i, j));
+        }
+        digits[i] = t;
+    }
+}
