@@ -42,3 +42,5 @@ pub mod ring;
 pub mod sampling;
 
 pub use error::{Error, Result};
+/// Re-exported so callers can name the RNG traits this crate takes.
+pub use rand_core;

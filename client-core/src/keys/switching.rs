@@ -348,3 +348,151 @@ impl SwitchingKey {
         SwitchingKeyGenerator::new(ctx, sk, KeyKind::Galois(g), rng)?.generate()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::{Params, DEFAULT_N16384};
+    use crate::ring::{Basis, IntPoly};
+    use crate::sampling::{Csprng, CBD_ETA};
+    use rand_core::SeedableRng;
+
+    /// Decrypts (b_j, a_j) limb by limb with the secret key, removes P·g_j·s', and checks that
+    /// what is left is the small error e_j, identical in every limb.
+    fn assert_key_encodes(ctx: &Context, sk: &SecretKey, key: &SwitchingKey, s_prime: &[i64]) {
+        let expanded = key.expand(ctx).unwrap();
+        let top = ctx.params().top_level();
+        let basis = ctx.full_basis();
+        for (digit, (b, a)) in expanded.b.iter().zip(&expanded.a).enumerate() {
+            let mut first_limb_error: Option<Vec<i64>> = None;
+            for pos in 0..basis.len() {
+                let pi = ctx.prime_index(basis, pos);
+                let m = ctx.modulus_at(pi);
+                let s = sk.ntt_limb(pi);
+                let mut limb: Vec<u64> = b
+                    .limb(pos)
+                    .iter()
+                    .zip(a.limb(pos))
+                    .zip(s)
+                    .map(|((&b, &a), &s)| m.add(b, m.mul(a, s)))
+                    .collect();
+                ctx.plan_at(pi).inv(&mut limb);
+                ctx.plan_at(pi).normalize(&mut limb);
+                if ctx.params().digit_range(digit, top).contains(&pi) {
+                    let f = ctx.p_mod_q(pi);
+                    for (x, &sp) in limb.iter_mut().zip(s_prime) {
+                        *x = m.sub(*x, m.mul(f, m.reduce_i64(sp)));
+                    }
+                }
+                let centred: Vec<i64> = limb
+                    .iter()
+                    .map(|&x| {
+                        if x > m.value() / 2 {
+                            x as i64 - m.value() as i64
+                        } else {
+                            x as i64
+                        }
+                    })
+                    .collect();
+                let max = centred.iter().map(|x| x.abs()).max().unwrap();
+                assert!(
+                    max <= CBD_ETA as i64,
+                    "digit {digit} limb {pos}: residual {max} is not a fresh error"
+                );
+                match &first_limb_error {
+                    None => first_limb_error = Some(centred),
+                    Some(e) => assert_eq!(e, &centred, "digit {digit}: error differs across limbs"),
+                }
+            }
+        }
+    }
+
+    fn setup() -> (Context, SecretKey, Csprng) {
+        let params = Params::from_spec(&DEFAULT_N16384).unwrap();
+        let ctx = Context::new(&params).unwrap();
+        let mut rng = Csprng::from_seed([3; 32]);
+        let sk = SecretKey::generate(&ctx, &mut rng).unwrap();
+        (ctx, sk, rng)
+    }
+
+    #[test]
+    fn relinearization_key_encodes_s_squared() {
+        let (ctx, sk, mut rng) = setup();
+        let key = SwitchingKey::relinearization(&ctx, &sk, &mut rng).unwrap();
+        // s² over the integers (negacyclic), from the NTT over q0 with centring: |s²_i| ≤ N.
+        let s_ntt = sk.ntt_over(&ctx, Basis::level(0)).unwrap();
+        let mut sq = s_ntt.clone();
+        sq.mul_assign(&ctx, &s_ntt).unwrap();
+        let sq = IntPoly::reconstruct(&ctx, &sq.into_coeff(&ctx).unwrap()).unwrap();
+        let s_prime: Vec<i64> = (0..ctx.n())
+            .map(|i| sq.coeff_i128(i).unwrap() as i64)
+            .collect();
+        assert_key_encodes(&ctx, &sk, &key, &s_prime);
+    }
+
+    #[test]
+    fn galois_keys_encode_rotated_secret() {
+        let (ctx, sk, mut rng) = setup();
+        for steps in [1i64, -3, CONJUGATION] {
+            let key = SwitchingKey::rotation(&ctx, &sk, steps, &mut rng).unwrap();
+            let KeyKind::Galois(g) = key.kind() else {
+                panic!("not a Galois key")
+            };
+            let s_prime: Vec<i64> = automorphism_signed(sk.coeffs(), g)
+                .unwrap()
+                .iter()
+                .map(|&x| x as i64)
+                .collect();
+            assert_key_encodes(&ctx, &sk, &key, &s_prime);
+        }
+    }
+
+    #[test]
+    fn public_key_decrypts_to_small_error() {
+        let (ctx, sk, mut rng) = setup();
+        let pk = super::super::PublicKey::generate(&ctx, &sk, &mut rng)
+            .unwrap()
+            .expand(&ctx)
+            .unwrap();
+        let s = sk.ntt_over(&ctx, ctx.top_basis()).unwrap();
+        let mut d = pk.b.clone();
+        d.mul_acc(&ctx, &pk.a, &s).unwrap();
+        let e = IntPoly::reconstruct(&ctx, &d.into_coeff(&ctx).unwrap()).unwrap();
+        let max = (0..ctx.n())
+            .map(|i| e.coeff_i128(i).unwrap().abs())
+            .max()
+            .unwrap();
+        assert!(max <= CBD_ETA as i128, "public key error {max}");
+    }
+
+    #[test]
+    fn streamed_chunks_assemble_to_the_key() {
+        let (ctx, sk, mut rng) = setup();
+        let generator =
+            SwitchingKeyGenerator::new(&ctx, &sk, KeyKind::Relinearization, &mut rng).unwrap();
+        let whole = generator.generate().unwrap();
+        let mut chunks: Vec<KeyChunk> = generator.chunks().map(|c| c.unwrap()).collect();
+        chunks.reverse();
+        let again =
+            SwitchingKey::from_chunks(&ctx, generator.kind(), generator.seed(), chunks.clone())
+                .unwrap();
+        assert_eq!(whole, again);
+
+        let mut missing = chunks.clone();
+        missing.pop();
+        assert!(
+            SwitchingKey::from_chunks(&ctx, generator.kind(), generator.seed(), missing).is_err()
+        );
+        let mut duplicated = chunks.clone();
+        duplicated[1] = duplicated[0].clone();
+        assert!(
+            SwitchingKey::from_chunks(&ctx, generator.kind(), generator.seed(), duplicated)
+                .is_err()
+        );
+        let mut bad_index = chunks;
+        bad_index[0].limb = 999;
+        assert!(
+            SwitchingKey::from_chunks(&ctx, generator.kind(), generator.seed(), bad_index).is_err()
+        );
+    }
+}
