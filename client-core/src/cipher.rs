@@ -13,9 +13,9 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::encoding::{Encoder, Plaintext};
 use crate::error::{Error, Result};
-use crate::keys::{expand_uniform, ExpandedPublicKey, SecretKey};
+use crate::keys::{a_stream, expand_uniform, ExpandedPublicKey, SecretKey};
 use crate::ring::{Basis, Coeff, Context, IntPoly, Ntt, Poly};
-use crate::sampling::{fill_error, fill_ternary, random_seed, Seed};
+use crate::sampling::{fill_error, fill_ternary, fill_uniform, random_seed, seeded_stream, Seed};
 
 /// A ciphertext in NTT form with its scale.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,12 +123,20 @@ pub fn encrypt_symmetric<R: CryptoRng + ?Sized>(
     let mut m_plus_e = pt.poly.clone();
     m_plus_e.add_signed(ctx, &e)?;
     let mut c0 = m_plus_e.into_ntt(ctx)?;
-    let a = expand_uniform(ctx, &seed, 0, basis)?;
-    let s = sk.ntt_over(ctx, basis)?;
-    let mut a_s = Poly::<Ntt>::zero(ctx, basis)?;
-    a_s.mul_acc(ctx, &a, &s)?;
-    c0.sub_assign(ctx, &a_s)?;
-    a_s.zeroize();
+    // c0 −= a·s limb by limb: a is expanded one limb at a time into a reused buffer.
+    let mut a = vec![0u64; ctx.n()];
+    let mut a_s = Zeroizing::new(vec![0u64; ctx.n()]);
+    for pos in 0..basis.len() {
+        let pi = ctx.prime_index(basis, pos);
+        let m = ctx.modulus_at(pi);
+        fill_uniform(&mut seeded_stream(&seed, a_stream(0, pi)), m, &mut a);
+        a_s.fill(0);
+        ctx.plan_at(pi)
+            .mul_accumulate(&mut a_s, &a, sk.ntt_limb(pi));
+        for (c, &x) in c0.limb_mut(pos).iter_mut().zip(a_s.iter()) {
+            *c = m.sub(*c, x);
+        }
+    }
     Ok(SeededCiphertext {
         c0,
         seed,
@@ -180,9 +188,13 @@ pub fn encrypt_public<R: CryptoRng + ?Sized>(
 /// c0 + c1·s in coefficient form (Δ·m + e modulo the ciphertext's primes).
 pub fn decrypt(ctx: &Context, sk: &SecretKey, ct: &Ciphertext) -> Result<Poly<Coeff>> {
     ct.validate(ctx)?;
-    let s = sk.ntt_over(ctx, ct.c0.basis())?;
+    let basis = ct.c0.basis();
     let mut acc = ct.c0.clone();
-    acc.mul_acc(ctx, &ct.c1, &s)?;
+    for pos in 0..basis.len() {
+        let pi = ctx.prime_index(basis, pos);
+        ctx.plan_at(pi)
+            .mul_accumulate(acc.limb_mut(pos), ct.c1.limb(pos), sk.ntt_limb(pi));
+    }
     acc.into_coeff(ctx)
 }
 

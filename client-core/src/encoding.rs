@@ -182,7 +182,7 @@ impl Encoder {
         for (t, w) in buf.iter().enumerate() {
             for (offset, part) in [(0, w.re), (slots, w.im)] {
                 let c = libm::round(part * scale);
-                if !(libm::fabs(c) < max_abs) {
+                if c.is_nan() || libm::fabs(c) >= max_abs {
                     return Err(Error::ValueOutOfRange);
                 }
                 sink(t + offset, c as i128);

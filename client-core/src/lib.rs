@@ -29,6 +29,8 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+// `is_multiple_of` is unstable on the Debian 1.85 toolchain that builds the firmware.
+#![allow(clippy::manual_is_multiple_of)]
 
 extern crate alloc;
 

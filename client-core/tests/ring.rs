@@ -10,9 +10,9 @@ use proptest::prelude::*;
 fn schoolbook(a: &[u64], b: &[u64], q: u64) -> Vec<u64> {
     let n = a.len();
     let mut out = vec![0u128; n];
-    for i in 0..n {
-        for j in 0..n {
-            let prod = a[i] as u128 * b[j] as u128 % q as u128;
+    for (i, &ai) in a.iter().enumerate() {
+        for (j, &bj) in b.iter().enumerate() {
+            let prod = ai as u128 * bj as u128 % q as u128;
             let k = i + j;
             if k < n {
                 out[k] = (out[k] + prod) % q as u128;

@@ -48,6 +48,7 @@ impl SecretKey {
     }
 
     /// s in NTT form over `basis` (a prefix of ciphertext primes and of special primes).
+    #[cfg(test)]
     pub(crate) fn ntt_over(&self, ctx: &Context, basis: crate::ring::Basis) -> Result<Poly<Ntt>> {
         let mut s = self.ntt.clone();
         if (basis.p as usize) < ctx.num_p() {
