@@ -138,6 +138,23 @@ impl Modulus {
         r
     }
 
+    /// x mod q for a sum of products x < 2^(bits + 63) (e.g. up to 2^13 products of two residues
+    /// below 2^50): lets basis conversion accumulate several products before one reduction.
+    #[inline]
+    pub fn reduce_wide(&self, x: u128) -> u64 {
+        debug_assert!(x >> (self.bits + 63) == 0);
+        let hi = (x >> (self.bits - 1)) as u64;
+        let est = ((hi as u128 * self.barrett as u128) >> 64) as u64;
+        let mut r = (x as u64).wrapping_sub(est.wrapping_mul(self.q));
+        // The estimate is short by at most 3 here.
+        for _ in 0..3 {
+            if r >= self.q {
+                r -= self.q;
+            }
+        }
+        r
+    }
+
     /// (a * b) mod q for a, b < q.
     #[inline]
     pub fn mul(&self, a: u64, b: u64) -> u64 {
@@ -260,6 +277,13 @@ mod tests {
             prop_assert_eq!(m.mul_shoup(a, b, m.shoup(b)), want);
             prop_assert_eq!(m.reduce_u64(x), x % Q);
             prop_assert_eq!(m.reduce_i128(y) as i128, y.rem_euclid(Q as i128));
+        }
+
+        #[test]
+        fn wide_reduction_of_sums(xs in proptest::collection::vec((0..(1u64 << 50), 0..(1u64 << 50)), 1..64)) {
+            let m = Modulus::new(1_125_899_904_679_937).unwrap();
+            let sum: u128 = xs.iter().map(|&(a, b)| a as u128 * b as u128).sum();
+            prop_assert_eq!(m.reduce_wide(sum) as u128, sum % m.value() as u128);
         }
 
         #[test]

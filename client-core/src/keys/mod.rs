@@ -19,8 +19,8 @@ use crate::sampling::{fill_error, fill_uniform, random_seed, seeded_stream, Seed
 
 pub use secret::SecretKey;
 pub use switching::{
-    galois_element_for_rotation, KeyChunk, KeyKind, SwitchingKey, SwitchingKeyGenerator,
-    CONJUGATION,
+    galois_element_for_rotation, ExpandedSwitchingKey, KeyChunk, KeyKind, SwitchingKey,
+    SwitchingKeyGenerator, CONJUGATION,
 };
 
 /// ChaCha20 stream number of limb `prime_index` of digit `digit`.

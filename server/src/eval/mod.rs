@@ -1,0 +1,222 @@
+//! The CKKS evaluator: arithmetic on ciphertexts with exact scale and level tracking, hybrid key
+//! switching, rotations (single and hoisted), and a heuristic noise estimate carried with every
+//! ciphertext.
+//!
+//! Noise model: `noise_var` is the variance of each coefficient of the decryption error
+//! (central-limit heuristic, coefficients treated as independent); [`Ct::noise_bound`] is
+//! 10 standard deviations, which a Gaussian exceeds with probability below 2^-70 per coefficient.
+
+mod galois;
+mod keyswitch;
+mod ops;
+mod outgoing;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use client_core::cipher::Ciphertext;
+use client_core::encoding::Encoder;
+use client_core::keys::{
+    ExpandedPublicKey, ExpandedSwitchingKey, KeyKind, PublicKey, SwitchingKey,
+};
+use client_core::ring::{Context, Ntt, Poly};
+use client_core::sampling::ERROR_STD_DEV;
+
+pub use galois::GaloisTables;
+pub use keyswitch::{Decomposed, KeySwitcher};
+pub use ops::{public_key_noise_var, Ct3};
+pub use outgoing::FloodReport;
+
+/// Errors of the evaluator.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// An error from the CKKS core (shapes, residues, levels, parameters).
+    #[error(transparent)]
+    Core(#[from] client_core::Error),
+    /// Two operands are at different levels.
+    #[error("level mismatch: {0} vs {1}")]
+    LevelMismatch(usize, usize),
+    /// Two operands carry different scales.
+    #[error("scale mismatch: 2^{0:.3} vs 2^{1:.3}")]
+    ScaleMismatch(f64, f64),
+    /// A ciphertext at level 0 cannot be rescaled.
+    #[error("no level left to rescale")]
+    NoLevelLeft,
+    /// No relinearisation key was uploaded.
+    #[error("missing relinearisation key")]
+    MissingRelinKey,
+    /// No Galois key for this element was uploaded.
+    #[error("missing Galois key for element {0}")]
+    MissingGaloisKey(u64),
+    /// No public key was uploaded.
+    #[error("missing public key")]
+    MissingPublicKey,
+    /// A key of the wrong kind was offered.
+    #[error("wrong key kind")]
+    WrongKeyKind,
+    /// A lock was poisoned by a panicking thread.
+    #[error("internal lock poisoned")]
+    Poisoned,
+    /// The flooding noise needed for the statistical target does not fit in the modulus.
+    #[error(
+        "flooding needs {needed_bits:.0}-bit noise but the modulus has only {modulus_bits:.1} bits"
+    )]
+    FloodingDoesNotFit {
+        /// log2 of the flooding bound.
+        needed_bits: f64,
+        /// log2 of the ciphertext modulus.
+        modulus_bits: f64,
+    },
+    /// An internal invariant failed (a bug).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+/// Result alias of the evaluator.
+pub type EvalResult<T> = Result<T, EvalError>;
+
+/// A ciphertext on the server: (c0, c1) in NTT form with its scale and tracked noise.
+#[derive(Clone, Debug)]
+pub struct Ct {
+    /// c0.
+    pub c0: Poly<Ntt>,
+    /// c1.
+    pub c1: Poly<Ntt>,
+    /// Scale Δ of the message.
+    pub scale: f64,
+    /// Estimated variance of each error coefficient.
+    pub noise_var: f64,
+}
+
+/// Variance of a fresh symmetric encryption's error (centred binomial, η = 21).
+pub const FRESH_NOISE_VAR: f64 = ERROR_STD_DEV * ERROR_STD_DEV;
+
+impl Ct {
+    /// Wraps a validated client ciphertext (fresh: symmetric-encryption noise).
+    pub fn from_fresh(ctx: &Context, ct: Ciphertext) -> EvalResult<Self> {
+        ct.validate(ctx)?;
+        Ok(Self {
+            c0: ct.c0,
+            c1: ct.c1,
+            scale: ct.scale,
+            noise_var: FRESH_NOISE_VAR,
+        })
+    }
+
+    /// The wire form (drops the noise estimate).
+    pub fn into_ciphertext(self) -> Ciphertext {
+        Ciphertext {
+            c0: self.c0,
+            c1: self.c1,
+            scale: self.scale,
+        }
+    }
+
+    /// Level of the ciphertext.
+    pub fn level(&self) -> usize {
+        self.c0.basis().q as usize - 1
+    }
+
+    /// High-probability bound on the error coefficients (10 standard deviations).
+    pub fn noise_bound(&self) -> f64 {
+        10.0 * self.noise_var.sqrt()
+    }
+}
+
+/// A plaintext pre-encoded in NTT form at a level, with the statistics the noise model needs.
+#[derive(Clone, Debug)]
+pub struct PlainNtt {
+    /// Δ·m in NTT form over the ciphertext primes up to its level.
+    pub poly: Poly<Ntt>,
+    /// Its scale.
+    pub scale: f64,
+    /// Σ of the squared integer coefficients (for the noise of products).
+    pub sq_norm: f64,
+}
+
+impl PlainNtt {
+    /// Level of the plaintext.
+    pub fn level(&self) -> usize {
+        self.poly.basis().q as usize - 1
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.poly.data().len() * 8
+    }
+}
+
+/// Evaluation keys of one client, expanded.
+#[derive(Default)]
+pub struct EvalKeys {
+    /// Public key (for re-randomisation).
+    pub public: Option<ExpandedPublicKey>,
+    /// Relinearisation key.
+    pub relin: Option<ExpandedSwitchingKey>,
+    /// Galois keys by element.
+    pub galois: HashMap<u64, ExpandedSwitchingKey>,
+}
+
+impl EvalKeys {
+    /// Validates and adds a public key.
+    pub fn set_public(&mut self, ctx: &Context, pk: &PublicKey) -> EvalResult<()> {
+        self.public = Some(pk.expand(ctx)?);
+        Ok(())
+    }
+
+    /// Validates and adds a switching key (relinearisation or Galois).
+    pub fn add_switching(&mut self, ctx: &Context, key: &SwitchingKey) -> EvalResult<()> {
+        let expanded = key.expand(ctx)?;
+        match key.kind() {
+            KeyKind::Relinearization => self.relin = Some(expanded),
+            KeyKind::Galois(g) => {
+                self.galois.insert(g, expanded);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The evaluator for one parameter set. Shareable across threads; keys are passed per call so
+/// one evaluator serves many clients.
+pub struct Evaluator {
+    ctx: Arc<Context>,
+    encoder: Encoder,
+    switcher: KeySwitcher,
+    galois: GaloisTables,
+}
+
+impl Evaluator {
+    /// Precomputes everything for `ctx`.
+    pub fn new(ctx: Arc<Context>) -> EvalResult<Self> {
+        let encoder = Encoder::new(ctx.params().log_n());
+        let switcher = KeySwitcher::new(&ctx)?;
+        let galois = GaloisTables::new(&ctx)?;
+        Ok(Self {
+            ctx,
+            encoder,
+            switcher,
+            galois,
+        })
+    }
+
+    /// The ring context.
+    pub fn ctx(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// The encoder.
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+
+    /// The key switcher.
+    pub fn switcher(&self) -> &KeySwitcher {
+        &self.switcher
+    }
+
+    /// The NTT-domain automorphism tables.
+    pub fn galois(&self) -> &GaloisTables {
+        &self.galois
+    }
+}

@@ -1,0 +1,175 @@
+//! Evaluator operations against plaintext arithmetic on random vectors: precision in bits, and
+//! the tracked noise estimate checked as an upper bound of the measured noise.
+
+mod common;
+
+use client_core::params::{COMPACT_N8192, DEFAULT_N16384};
+use common::{assert_precision, Harness};
+use server::eval::EvalError;
+
+fn presets() -> [(&'static str, &'static client_core::params::ParamSpec); 2] {
+    [("default", &DEFAULT_N16384), ("compact", &COMPACT_N8192)]
+}
+
+#[test]
+fn additions_and_plaintext_products() {
+    for (name, spec) in presets() {
+        let mut h = Harness::new(spec, &[], 1);
+        let slots = h.slots();
+        let x = h.values(slots, 4.0);
+        let y = h.values(slots, 4.0);
+        let (cx, sx) = h.encrypt(&x);
+        let (cy, sy) = h.encrypt(&y);
+        let top = h.params.top_level();
+
+        let sum = h.eval.add(&cx, &cy).unwrap();
+        let want: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
+        let bits = assert_precision(&format!("{name} ct+ct"), &want, &h.decrypt(&sum), 25.0);
+        h.check_noise("ct+ct", &sum, &h.eval.add(&sx, &sy).unwrap());
+        eprintln!("{name}: ct+ct {bits:.1} bits");
+
+        let diff = h.eval.sub(&cx, &cy).unwrap();
+        let want: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a - b).collect();
+        assert_precision(&format!("{name} ct-ct"), &want, &h.decrypt(&diff), 25.0);
+
+        let p = h.plain(&y, cx.scale, top);
+        let sum = h.eval.add_plain(&cx, &p).unwrap();
+        let want: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
+        assert_precision(&format!("{name} ct+pt"), &want, &h.decrypt(&sum), 25.0);
+
+        // ct × pt with the plaintext at scale q_top, so the rescale restores the scale exactly.
+        let q_top = h.ctx.modulus_at(top).value() as f64;
+        let w = h.plain(&y, q_top, top);
+        let prod = h.eval.mul_plain(&cx, &w).unwrap();
+        let shadow = h.eval.mul_plain(&sx, &w).unwrap();
+        h.check_noise("ct*pt", &prod, &shadow);
+        let prod = h.eval.rescale(&prod).unwrap();
+        let shadow = h.eval.rescale(&shadow).unwrap();
+        assert_eq!(prod.level(), top - 1);
+        assert_eq!(prod.scale, cx.scale);
+        let (m, b) = h.check_noise("ct*pt+rescale", &prod, &shadow);
+        let want: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
+        let bits = assert_precision(&format!("{name} ct*pt"), &want, &h.decrypt(&prod), 20.0);
+        eprintln!("{name}: ct*pt+rescale {bits:.1} bits, noise 2^{m:.1} <= 2^{b:.1}");
+
+        let tripled = h.eval.mul_int(&cx, -3).unwrap();
+        let want: Vec<f64> = x.iter().map(|a| -3.0 * a).collect();
+        assert_precision(&format!("{name} ct*int"), &want, &h.decrypt(&tripled), 25.0);
+        assert_eq!(tripled.level(), top);
+    }
+}
+
+#[test]
+fn ciphertext_products_with_relinearisation() {
+    for (name, spec) in presets() {
+        let mut h = Harness::new(spec, &[], 2);
+        let slots = h.slots();
+        let x = h.values(slots, 2.0);
+        let y = h.values(slots, 2.0);
+        let (cx, sx) = h.encrypt(&x);
+        let (cy, sy) = h.encrypt(&y);
+        let prod = h.eval.mul(&cx, &cy, 2.0, 2.0, &h.keys).unwrap();
+        let shadow = h.eval.mul(&sx, &sy, 2.0, 2.0, &h.keys).unwrap();
+        h.check_noise("ct*ct+relin", &prod, &shadow);
+        let prod = h.eval.rescale(&prod).unwrap();
+        let shadow = h.eval.rescale(&shadow).unwrap();
+        let (m, b) = h.check_noise("ct*ct+relin+rescale", &prod, &shadow);
+        let want: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
+        let bits = assert_precision(&format!("{name} ct*ct"), &want, &h.decrypt(&prod), 18.0);
+        eprintln!("{name}: ct*ct+relin+rescale {bits:.1} bits, noise 2^{m:.1} <= 2^{b:.1}");
+        // And a second product one level down (x·y)·y.
+        let (cy2, _) = h.encrypt_at(&y, prod.scale, prod.level());
+        let prod2 = h
+            .eval
+            .rescale(&h.eval.mul(&prod, &cy2, 4.0, 2.0, &h.keys).unwrap())
+            .unwrap();
+        let want: Vec<f64> = want.iter().zip(&y).map(|(a, b)| a * b).collect();
+        assert_precision(&format!("{name} depth 2"), &want, &h.decrypt(&prod2), 14.0);
+    }
+}
+
+#[test]
+fn rotation_by_every_step_with_a_key() {
+    for (name, spec) in presets() {
+        let slots_total = 1i64 << (spec.log_n - 1);
+        let steps = [1i64, 2, 3, 5, 16, 100, -1, -7, slots_total - 1];
+        let mut h = Harness::new(spec, &steps, 3);
+        let slots = h.slots();
+        let x = h.values(slots, 1.0);
+        let (cx, sx) = h.encrypt(&x);
+        for &s in &steps {
+            let rot = h.eval.rotate(&cx, s, &h.keys).unwrap();
+            let want: Vec<f64> = (0..slots)
+                .map(|j| x[(j as i64 + s).rem_euclid(slots as i64) as usize])
+                .collect();
+            let bits =
+                assert_precision(&format!("{name} rotate {s}"), &want, &h.decrypt(&rot), 20.0);
+            let shadow = h.eval.rotate(&sx, s, &h.keys).unwrap();
+            let (m, b) = h.check_noise("rotation", &rot, &shadow);
+            if s == 1 {
+                eprintln!("{name}: rotate 1: {bits:.1} bits, noise 2^{m:.1} <= 2^{b:.1}");
+            }
+        }
+        // Hoisted rotations agree with single rotations.
+        let hoisted = h.eval.rotate_hoisted(&cx, &steps, &h.keys).unwrap();
+        for (&s, r) in steps.iter().zip(&hoisted) {
+            let want: Vec<f64> = (0..slots)
+                .map(|j| x[(j as i64 + s).rem_euclid(slots as i64) as usize])
+                .collect();
+            assert_precision(&format!("{name} hoisted {s}"), &want, &h.decrypt(r), 20.0);
+        }
+        // Rotations at a lower level.
+        let low = h.eval.drop_to_level(&cx, 1).unwrap();
+        let rot = h.eval.rotate(&low, 3, &h.keys).unwrap();
+        let want: Vec<f64> = (0..slots).map(|j| x[(j + 3) % slots]).collect();
+        assert_precision(
+            &format!("{name} rotate at level 1"),
+            &want,
+            &h.decrypt(&rot),
+            20.0,
+        );
+    }
+}
+
+#[test]
+fn wrong_levels_scales_and_keys_are_errors() {
+    let mut h = Harness::new(&COMPACT_N8192, &[1], 4);
+    let x = h.values(8, 1.0);
+    let (cx, _) = h.encrypt(&x);
+    let low = h.eval.drop_to_level(&cx, 1).unwrap();
+    assert!(matches!(
+        h.eval.add(&cx, &low),
+        Err(EvalError::LevelMismatch(3, 1))
+    ));
+    let (other_scale, _) = h.encrypt_at(&x, 2f64.powi(30), h.params.top_level());
+    assert!(matches!(
+        h.eval.add(&cx, &other_scale),
+        Err(EvalError::ScaleMismatch(..))
+    ));
+    assert!(matches!(
+        h.eval.rotate(&cx, 2, &h.keys),
+        Err(EvalError::MissingGaloisKey(_))
+    ));
+    let bottom = h.eval.drop_to_level(&cx, 0).unwrap();
+    assert!(matches!(
+        h.eval.rescale(&bottom),
+        Err(EvalError::NoLevelLeft)
+    ));
+    let no_keys = server::eval::EvalKeys::default();
+    assert!(matches!(
+        h.eval.mul(&cx, &cx, 1.0, 1.0, &no_keys),
+        Err(EvalError::MissingRelinKey)
+    ));
+    let p = h.plain(&x, 1e6, 1);
+    assert!(matches!(
+        h.eval.mul_plain(&cx, &p),
+        Err(EvalError::LevelMismatch(3, 1))
+    ));
+    // A Galois key from another client's secret does not rotate this client's ciphertext.
+    let mut other = Harness::new(&COMPACT_N8192, &[1], 5);
+    let rot = h.eval.rotate(&cx, 1, &other.keys).unwrap();
+    let got = h.decrypt(&rot);
+    let want: Vec<f64> = (0..8).map(|j| x[(j + 1) % 8]).collect();
+    assert!(client_core::encoding::precision_bits(&want, &got[..8]) < 1.0);
+    let _ = other.values(1, 1.0);
+}
