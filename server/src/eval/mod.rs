@@ -8,6 +8,7 @@
 
 mod galois;
 mod keyswitch;
+mod linear;
 mod ops;
 mod outgoing;
 
@@ -24,6 +25,7 @@ use client_core::sampling::ERROR_STD_DEV;
 
 pub use galois::GaloisTables;
 pub use keyswitch::{Decomposed, KeySwitcher};
+pub use linear::{Layout, LinearTransform, Matrix, TransformCost};
 pub use ops::{public_key_noise_var, Ct3};
 pub use outgoing::FloodReport;
 
@@ -66,6 +68,18 @@ pub enum EvalError {
         needed_bits: f64,
         /// log2 of the ciphertext modulus.
         modulus_bits: f64,
+    },
+    /// A vector period that cannot hold the matrix or does not divide the slot count.
+    #[error("period {period} cannot hold a {rows}×{cols} matrix in {slots} slots (needs a power of two ≥ both dimensions)")]
+    BadPeriod {
+        /// The requested period.
+        period: usize,
+        /// Matrix rows.
+        rows: usize,
+        /// Matrix columns.
+        cols: usize,
+        /// Slot count.
+        slots: usize,
     },
     /// An internal invariant failed (a bug).
     #[error("internal error: {0}")]

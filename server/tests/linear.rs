@@ -1,0 +1,178 @@
+//! Linear transforms against plaintext matrix products.
+
+mod common;
+
+use client_core::params::{ParamSpec, COMPACT_N8192, DEFAULT_N16384};
+use client_core::rand_core::Rng;
+use common::{assert_precision, Harness};
+use server::eval::{Layout, LinearTransform, Matrix};
+
+fn random_matrix(h: &mut Harness, rows: usize, cols: usize, bound: f64) -> Matrix {
+    let data = h.values(rows * cols, bound);
+    Matrix { rows, cols, data }
+}
+
+/// Encrypts x with period `period` across all slots.
+fn encrypt_periodic(h: &mut Harness, x: &[f64], period: usize) -> server::eval::Ct {
+    let slots = h.slots();
+    let full: Vec<f64> = (0..slots)
+        .map(|t| {
+            if t % period < x.len() {
+                x[t % period]
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    h.encrypt(&full).0
+}
+
+/// Runs W·x encrypted and checks every period of the output against the plaintext product.
+fn check(
+    spec: &ParamSpec,
+    name: &str,
+    make: impl Fn(&mut Harness) -> Matrix,
+    period: usize,
+    min_bits: f64,
+) {
+    // Keys are generated for exactly the steps the transform asks for.
+    let mut probe = Harness::new(spec, &[], 40);
+    let w = make(&mut probe);
+    let slots = probe.slots();
+    let lt = LinearTransform::new(&w, period, slots).unwrap();
+    let steps = lt.rotation_steps();
+    let mut h = Harness::new(spec, &steps, 41);
+    let x = h.values(w.cols, 1.0);
+    let ct = encrypt_periodic(&mut h, &x, period);
+    let y = lt.apply(&h.eval, &ct, &h.keys).unwrap();
+    assert_eq!(y.level(), ct.level() - 1);
+    assert_eq!(y.scale, ct.scale);
+    let want = w.apply_plain(&x);
+    let got = h.decrypt(&y);
+    let out_period = lt.output_period();
+    let mut worst = f64::INFINITY;
+    for start in (0..slots).step_by(out_period) {
+        let bits = assert_precision(
+            &format!("{name} at slot {start}"),
+            &want,
+            &got[start..],
+            min_bits,
+        );
+        worst = worst.min(bits);
+    }
+    let cost = lt.cost(h.ctx.n(), h.params.top_level() + 1);
+    eprintln!(
+        "{} {name}: {:?}, {} rotation keys, {} rotations, {} pt-mults, {:.1} MB cached; worst {worst:.1} bits",
+        h.params.name(),
+        lt.layout(),
+        steps.len(),
+        cost.rotations,
+        cost.plaintext_multiplies,
+        cost.cached_bytes_top_level as f64 / 1e6
+    );
+}
+
+#[test]
+fn dense_1024_by_1024() {
+    for spec in [&COMPACT_N8192, &DEFAULT_N16384] {
+        check(
+            spec,
+            "dense 1024x1024",
+            |h| random_matrix(h, 1024, 1024, 1.0 / 32.0),
+            1024,
+            12.0,
+        );
+    }
+}
+
+#[test]
+fn random_permutation() {
+    check(
+        &COMPACT_N8192,
+        "permutation 1024",
+        |h| {
+            let n = 1024;
+            let mut perm: Vec<usize> = (0..n).collect();
+            for i in (1..n).rev() {
+                let j = (h.rng.next_u64() % (i as u64 + 1)) as usize;
+                perm.swap(i, j);
+            }
+            let mut data = vec![0.0; n * n];
+            for (r, &c) in perm.iter().enumerate() {
+                data[r * n + c] = 1.0;
+            }
+            Matrix {
+                rows: n,
+                cols: n,
+                data,
+            }
+        },
+        1024,
+        14.0,
+    );
+}
+
+/// MNIST 28×28 → 5 channels of 13×13 with 3×3 kernels, stride 2 (no padding).
+fn strided_conv(h: &mut Harness) -> Matrix {
+    let kernels = h.values(5 * 9, 0.5);
+    let (rows, cols) = (5 * 13 * 13, 28 * 28);
+    let mut data = vec![0.0; rows * cols];
+    for c in 0..5 {
+        for y in 0..13 {
+            for x in 0..13 {
+                let r = c * 169 + y * 13 + x;
+                for dy in 0..3 {
+                    for dx in 0..3 {
+                        let col = (2 * y + dy) * 28 + 2 * x + dx;
+                        data[r * cols + col] = kernels[c * 9 + dy * 3 + dx];
+                    }
+                }
+            }
+        }
+    }
+    Matrix { rows, cols, data }
+}
+
+#[test]
+fn strided_convolution_matrix() {
+    check(
+        &COMPACT_N8192,
+        "conv 5x3x3 stride 2",
+        strided_conv,
+        1024,
+        14.0,
+    );
+}
+
+#[test]
+fn wide_matrix_uses_extended_diagonals() {
+    let mut h = Harness::new(&COMPACT_N8192, &[], 42);
+    let w = random_matrix(&mut h, 100, 845, 0.05);
+    let lt = LinearTransform::new(&w, 1024, h.slots()).unwrap();
+    assert_eq!(lt.layout(), Layout::Wide { out_period: 128 });
+    check(
+        &COMPACT_N8192,
+        "FC 845->100",
+        |h| random_matrix(h, 100, 845, 0.05),
+        1024,
+        14.0,
+    );
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let w = Matrix {
+        rows: 3,
+        cols: 5,
+        data: vec![1.0; 15],
+    };
+    assert!(LinearTransform::new(&w, 4, 4096).is_err());
+    assert!(LinearTransform::new(&w, 6, 4096).is_err());
+    assert!(LinearTransform::new(&w, 8192, 4096).is_err());
+    let bad = Matrix {
+        rows: 3,
+        cols: 5,
+        data: vec![1.0; 14],
+    };
+    assert!(LinearTransform::new(&bad, 8, 4096).is_err());
+}
