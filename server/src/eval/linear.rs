@@ -70,6 +70,9 @@ pub struct TransformCost {
     pub cached_bytes_top_level: usize,
 }
 
+/// Encoded diagonals at one level: (giant step j, [(baby step i, plaintext)]).
+type EncodedDiagonals = Arc<Vec<(usize, Vec<(usize, PlainNtt)>)>>;
+
 /// A compiled linear transform.
 pub struct LinearTransform {
     rows: usize,
@@ -79,7 +82,7 @@ pub struct LinearTransform {
     n1: usize,
     /// Pre-rotated non-zero diagonals grouped by giant step: j → [(i, values over one period)].
     groups: BTreeMap<usize, Vec<(usize, Vec<f64>)>>,
-    cache: Mutex<HashMap<usize, Arc<Vec<(usize, Vec<(usize, PlainNtt)>)>>>>,
+    cache: Mutex<HashMap<usize, EncodedDiagonals>>,
 }
 
 fn next_pow2(x: usize) -> usize {
@@ -237,7 +240,7 @@ impl LinearTransform {
         &self,
         eval: &Evaluator,
         level: usize,
-    ) -> EvalResult<Arc<Vec<(usize, Vec<(usize, PlainNtt)>)>>> {
+    ) -> EvalResult<EncodedDiagonals> {
         let mut cache = self.cache.lock().map_err(|_| EvalError::Poisoned)?;
         if let Some(e) = cache.get(&level) {
             return Ok(e.clone());
