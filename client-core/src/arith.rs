@@ -179,6 +179,14 @@ impl Modulus {
         }
     }
 
+    /// (a * w) mod q up to one extra q (result < 2q), given `w_shoup = self.shoup(w)`: for sums
+    /// that are reduced once at the end.
+    #[inline]
+    pub fn mul_shoup_lazy(&self, a: u64, w: u64, w_shoup: u64) -> u64 {
+        let est = ((a as u128 * w_shoup as u128) >> 64) as u64;
+        a.wrapping_mul(w).wrapping_sub(est.wrapping_mul(self.q))
+    }
+
     /// a^e mod q.
     pub fn pow(&self, mut a: u64, mut e: u64) -> u64 {
         let mut acc = 1 % self.q;

@@ -149,6 +149,13 @@ impl<F: Form> Poly<F> {
         self.data.chunks_exact(n.max(1))
     }
 
+    /// Mutable iterator over limbs (for limb-parallel work). Writing residues ≥ q breaks the
+    /// type's invariant; callers reduce.
+    pub fn limbs_mut(&mut self) -> core::slice::ChunksExactMut<'_, u64> {
+        let n = self.n();
+        self.data.chunks_exact_mut(n.max(1))
+    }
+
     fn check_same_shape(&self, other: &Self) -> Result<()> {
         if self.basis != other.basis {
             return Err(Error::BasisMismatch {

@@ -9,6 +9,7 @@
 use client_core::arith::Modulus;
 use client_core::keys::ExpandedSwitchingKey;
 use client_core::ring::{Basis, Context, Ntt, Poly};
+use rayon::prelude::*;
 
 use super::EvalError;
 
@@ -74,25 +75,33 @@ impl BasisConversion {
     }
 
     /// Second step for target `t`: out = Σ_i y_i·(D/d_i) mod t (coefficient form).
+    ///
+    /// Source-major over contiguous slices with Shoup products, so the inner loops have no
+    /// 128-bit arithmetic and no bounds checks. A term y_i > d_i/2 stands for y_i − d_i; since
+    /// d_i·(D/d_i) = D, it contributes an extra −D ≡ t − (D mod t), added branch-free.
     fn finish(&self, t: usize, scratch: &[u64], out: &mut [u64]) {
         let n = out.len();
         let (m, hats, d_mod_t) = &self.targets[t];
-        // A term y_i > d_i/2 stands for y_i − d_i; since d_i·(D/d_i) = D, each such term
-        // subtracts D mod t once.
-        let halves: Vec<u64> = self.sources.iter().map(|(s, _, _)| s.value() / 2).collect();
-        let d_shoup = m.shoup(*d_mod_t);
-        for (c, o) in out.iter_mut().enumerate() {
-            let mut acc: u128 = 0;
-            let mut negatives = 0u64;
-            for (i, (&h, &half)) in hats.iter().zip(&halves).enumerate() {
-                let y = scratch[i * n + c];
-                acc += y as u128 * h as u128;
-                negatives += (y > half) as u64;
+        let q = m.value();
+        let minus_d = m.neg(*d_mod_t);
+        out.fill(0);
+        for ((src, _, _), (&h, y)) in self
+            .sources
+            .iter()
+            .zip(hats.iter().zip(scratch.chunks_exact(n)))
+        {
+            let half = src.value() / 2;
+            let h_shoup = m.shoup(h);
+            for (o, &v) in out.iter_mut().zip(y) {
+                // mul_shoup < 2q; with the correction < 3q; the running sum stays far below 2^64.
+                let term = m.mul_shoup_lazy(v, h, h_shoup) + if v > half { minus_d } else { 0 };
+                *o += term;
             }
-            *o = m.sub(
-                m.reduce_wide(acc),
-                m.mul_shoup(negatives, *d_mod_t, d_shoup),
-            );
+        }
+        let bound_terms = 3 * self.sources.len() as u64;
+        debug_assert!(q.checked_mul(bound_terms).is_some());
+        for o in out.iter_mut() {
+            *o = m.reduce_u64(*o);
         }
     }
 }
@@ -202,23 +211,30 @@ impl KeySwitcher {
         let coeff = c.clone().into_coeff(ctx)?;
         let ext = Basis::extended(level, self.num_p);
         let n = ctx.n();
-        let mut scratch = Vec::new();
-        let mut out = Vec::with_capacity(self.digits[level].len());
-        for plan in &self.digits[level] {
-            let mut d = Poly::<Ntt>::zero(ctx, ext)?;
-            for &pos in &plan.own {
-                d.limb_mut(pos).copy_from_slice(c.limb(pos));
-            }
-            let src: Vec<&[u64]> = plan.own.iter().map(|&pos| coeff.limb(pos)).collect();
-            plan.conv.prepare(&src, n, &mut scratch);
-            for (t, &(pos, pi)) in plan.converted.iter().enumerate() {
-                let limb = d.limb_mut(pos);
-                plan.conv.finish(t, &scratch, limb);
-                ctx.plan_at(pi).fwd(limb);
-            }
-            out.push(d);
-        }
-        Ok(Decomposed { level, digits: out })
+        // Digits, and the converted limbs within a digit, are independent: both run in parallel.
+        let digits = self.digits[level]
+            .par_iter()
+            .map(|plan| {
+                let mut d = Poly::<Ntt>::zero(ctx, ext)?;
+                let mut scratch = Vec::new();
+                let src: Vec<&[u64]> = plan.own.iter().map(|&pos| coeff.limb(pos)).collect();
+                plan.conv.prepare(&src, n, &mut scratch);
+                let mut work: Vec<(usize, usize, &mut [u64])> = Vec::new();
+                for (pos, limb) in d.limbs_mut().enumerate() {
+                    if plan.own.contains(&pos) {
+                        limb.copy_from_slice(c.limb(pos));
+                    } else if let Some(t) = plan.converted.iter().position(|&(p, _)| p == pos) {
+                        work.push((t, plan.converted[t].1, limb));
+                    }
+                }
+                work.par_iter_mut().for_each(|(t, pi, limb)| {
+                    plan.conv.finish(*t, &scratch, limb);
+                    ctx.plan_at(*pi).fwd(limb);
+                });
+                Ok(d)
+            })
+            .collect::<Result<Vec<_>, EvalError>>()?;
+        Ok(Decomposed { level, digits })
     }
 
     /// Σ_j digit_j ⊙ (b_j, a_j) over Q_l·P, where digit_j may have been permuted by an
@@ -234,22 +250,31 @@ impl KeySwitcher {
         if digits.len() > key.b.len() || digits.len() != self.digits[level].len() {
             return Err(EvalError::Internal("digit count does not match the key"));
         }
+        for d in digits {
+            d.expect_basis(ext)?;
+        }
         let mut acc0 = Poly::<Ntt>::zero(ctx, ext)?;
         let mut acc1 = Poly::<Ntt>::zero(ctx, ext)?;
-        for (j, d) in digits.iter().enumerate() {
-            d.expect_basis(ext)?;
-            for pos in 0..ext.len() {
-                // Key limbs are over all primes: q_0 … q_L then P.
-                let key_pos = if pos <= level {
-                    pos
-                } else {
-                    self.top + 1 + (pos - level - 1)
-                };
-                let plan = ctx.plan(ext, pos);
-                plan.mul_accumulate(acc0.limb_mut(pos), d.limb(pos), key.b[j].limb(key_pos));
-                plan.mul_accumulate(acc1.limb_mut(pos), d.limb(pos), key.a[j].limb(key_pos));
+        let mut limbs: Vec<(usize, &mut [u64], &mut [u64])> = acc0
+            .limbs_mut()
+            .zip(acc1.limbs_mut())
+            .enumerate()
+            .map(|(pos, (a, b))| (pos, a, b))
+            .collect();
+        limbs.par_iter_mut().for_each(|(pos, a0, a1)| {
+            let pos = *pos;
+            // Key limbs are over all primes: q_0 … q_L then P.
+            let key_pos = if pos <= level {
+                pos
+            } else {
+                self.top + 1 + (pos - level - 1)
+            };
+            let plan = ctx.plan(ext, pos);
+            for (j, d) in digits.iter().enumerate() {
+                plan.mul_accumulate(a0, d.limb(pos), key.b[j].limb(key_pos));
+                plan.mul_accumulate(a1, d.limb(pos), key.a[j].limb(key_pos));
             }
-        }
+        });
         Ok((acc0, acc1))
     }
 
@@ -283,8 +308,10 @@ impl KeySwitcher {
         plan.conv.prepare(&src, n, &mut scratch);
         let mut out = x.clone();
         out.drop_special(ctx)?;
-        let mut t = vec![0u64; n];
-        for i in 0..=level {
+        let mut limbs: Vec<(usize, &mut [u64])> = out.limbs_mut().enumerate().collect();
+        limbs.par_iter_mut().for_each(|(i, limb)| {
+            let i = *i;
+            let mut t = vec![0u64; n];
             plan.conv.finish(i, &scratch, &mut t);
             let m = ctx.modulus_at(i);
             // t = [x + h]_P − h (mod q_i).
@@ -294,10 +321,10 @@ impl KeySwitcher {
             }
             ctx.plan_at(i).fwd(&mut t);
             let (inv, inv_shoup) = plan.p_inv[i];
-            for (o, &v) in out.limb_mut(i).iter_mut().zip(&t) {
+            for (o, &v) in limb.iter_mut().zip(&t) {
                 *o = m.mul_shoup(m.sub(*o, v), inv, inv_shoup);
             }
-        }
+        });
         Ok(out)
     }
 

@@ -20,6 +20,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+use rayon::prelude::*;
+
 use super::{Ct, EvalError, EvalKeys, EvalResult, Evaluator, PlainNtt};
 
 /// A matrix in row-major order.
@@ -236,11 +238,7 @@ impl LinearTransform {
     }
 
     /// The encoded diagonals at `level` (cached).
-    fn encoded(
-        &self,
-        eval: &Evaluator,
-        level: usize,
-    ) -> EvalResult<EncodedDiagonals> {
+    fn encoded(&self, eval: &Evaluator, level: usize) -> EvalResult<EncodedDiagonals> {
         let mut cache = self.cache.lock().map_err(|_| EvalError::Poisoned)?;
         if let Some(e) = cache.get(&level) {
             return Ok(e.clone());
@@ -274,25 +272,30 @@ impl LinearTransform {
         let steps: Vec<i64> = baby.iter().map(|&i| i as i64).collect();
         let rotated = eval.rotate_hoisted(x, &steps, keys)?;
         let by_step: HashMap<usize, &Ct> = baby.iter().copied().zip(rotated.iter()).collect();
-        let mut total: Option<Ct> = None;
-        for (j, group) in diags.iter() {
-            let mut inner: Option<Ct> = None;
-            for (i, pt) in group {
-                let xi = by_step
-                    .get(i)
-                    .ok_or(EvalError::Internal("missing baby step"))?;
-                let term = eval.mul_plain(xi, pt)?;
-                match inner.as_mut() {
-                    None => inner = Some(term),
-                    Some(acc) => eval.add_assign(acc, &term)?,
+        // Giant-step groups are independent until the final sum: evaluate them in parallel.
+        let partials = diags
+            .par_iter()
+            .map(|(j, group)| -> EvalResult<Option<Ct>> {
+                let mut inner: Option<Ct> = None;
+                for (i, pt) in group {
+                    let xi = by_step
+                        .get(i)
+                        .ok_or(EvalError::Internal("missing baby step"))?;
+                    let term = eval.mul_plain(xi, pt)?;
+                    match inner.as_mut() {
+                        None => inner = Some(term),
+                        Some(acc) => eval.add_assign(acc, &term)?,
+                    }
                 }
-            }
-            let Some(inner) = inner else { continue };
-            let shifted = if *j == 0 {
-                inner
-            } else {
-                eval.rotate(&inner, (j * self.n1) as i64, keys)?
-            };
+                match inner {
+                    None => Ok(None),
+                    Some(inner) if *j == 0 => Ok(Some(inner)),
+                    Some(inner) => Ok(Some(eval.rotate(&inner, (j * self.n1) as i64, keys)?)),
+                }
+            })
+            .collect::<EvalResult<Vec<_>>>()?;
+        let mut total: Option<Ct> = None;
+        for shifted in partials.into_iter().flatten() {
             match total.as_mut() {
                 None => total = Some(shifted),
                 Some(acc) => eval.add_assign(acc, &shifted)?,

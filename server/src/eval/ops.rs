@@ -3,6 +3,7 @@
 
 use client_core::keys::{galois_element_for_rotation, ExpandedSwitchingKey};
 use client_core::ring::{Context, Ntt, Poly};
+use rayon::prelude::*;
 
 use super::{Ct, EvalError, EvalKeys, EvalResult, Evaluator, PlainNtt, FRESH_NOISE_VAR};
 
@@ -128,12 +129,18 @@ impl Evaluator {
     /// a ⊙ p: the scale multiplies; rescale afterwards to consume the level.
     pub fn mul_plain(&self, a: &Ct, p: &PlainNtt) -> EvalResult<Ct> {
         check_levels(a.level(), p.level())?;
-        let mut out = a.clone();
-        out.c0.mul_assign(self.ctx(), &p.poly)?;
-        out.c1.mul_assign(self.ctx(), &p.poly)?;
-        out.scale = a.scale * p.scale;
-        out.noise_var = a.noise_var * p.sq_norm;
-        Ok(out)
+        let ctx = self.ctx();
+        // Zero + multiply-accumulate uses tfhe-ntt's SIMD (IFMA) product.
+        let mut c0 = Poly::<Ntt>::zero(ctx, a.c0.basis())?;
+        c0.mul_acc(ctx, &a.c0, &p.poly)?;
+        let mut c1 = Poly::<Ntt>::zero(ctx, a.c1.basis())?;
+        c1.mul_acc(ctx, &a.c1, &p.poly)?;
+        Ok(Ct {
+            c0,
+            c1,
+            scale: a.scale * p.scale,
+            noise_var: a.noise_var * p.sq_norm,
+        })
     }
 
     /// a·c for an integer constant: no level consumed, scale unchanged.
@@ -150,13 +157,14 @@ impl Evaluator {
     pub fn tensor(&self, a: &Ct, b: &Ct, bound_a: f64, bound_b: f64) -> EvalResult<Ct3> {
         check_levels(a.level(), b.level())?;
         let ctx = self.ctx();
-        let mut d0 = a.c0.clone();
-        d0.mul_assign(ctx, &b.c0)?;
-        let mut d1 = a.c0.clone();
-        d1.mul_assign(ctx, &b.c1)?;
+        let basis = a.c0.basis();
+        let mut d0 = Poly::<Ntt>::zero(ctx, basis)?;
+        d0.mul_acc(ctx, &a.c0, &b.c0)?;
+        let mut d1 = Poly::<Ntt>::zero(ctx, basis)?;
+        d1.mul_acc(ctx, &a.c0, &b.c1)?;
         d1.mul_acc(ctx, &a.c1, &b.c0)?;
-        let mut d2 = a.c1.clone();
-        d2.mul_assign(ctx, &b.c1)?;
+        let mut d2 = Poly::<Ntt>::zero(ctx, basis)?;
+        d2.mul_acc(ctx, &a.c1, &b.c1)?;
         let n = ctx.n() as f64;
         // ‖Δ·m‖² ≤ Δ²·B² for slots bounded by B.
         let ma = (a.scale * bound_a).powi(2);
@@ -262,7 +270,7 @@ impl Evaluator {
             None
         };
         steps
-            .iter()
+            .par_iter()
             .map(|&s| {
                 if s == 0 {
                     return Ok(a.clone());
