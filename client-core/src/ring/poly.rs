@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 use super::{Basis, Context};
+use crate::arith::Modulus;
 use crate::error::{Error, Result};
 
 mod sealed {
@@ -184,8 +185,13 @@ impl<F: Form> Poly<F> {
         Ok(())
     }
 
-    /// self += other.
-    pub fn add_assign(&mut self, ctx: &Context, other: &Self) -> Result<()> {
+    /// Applies `op(modulus, self_limb, other_limb)` limb by limb after checking shapes.
+    fn zip_limbs(
+        &mut self,
+        ctx: &Context,
+        other: &Self,
+        op: impl Fn(&Modulus, &mut [u64], &[u64]),
+    ) -> Result<()> {
         self.check_ctx(ctx)?;
         self.check_same_shape(other)?;
         let n = ctx.n();
@@ -195,60 +201,58 @@ impl<F: Form> Poly<F> {
             .zip(other.data.chunks_exact(n))
             .enumerate()
         {
-            let m = ctx.modulus(self.basis, pos);
+            op(ctx.modulus(self.basis, pos), a, b);
+        }
+        Ok(())
+    }
+
+    /// Applies `op(modulus, limb)` to every limb after checking the shape.
+    fn each_limb(&mut self, ctx: &Context, op: impl Fn(&Modulus, &mut [u64])) -> Result<()> {
+        self.check_ctx(ctx)?;
+        let n = ctx.n();
+        for (pos, a) in self.data.chunks_exact_mut(n).enumerate() {
+            op(ctx.modulus(self.basis, pos), a);
+        }
+        Ok(())
+    }
+
+    /// self += other.
+    pub fn add_assign(&mut self, ctx: &Context, other: &Self) -> Result<()> {
+        self.zip_limbs(ctx, other, |m, a, b| {
             for (x, &y) in a.iter_mut().zip(b) {
                 *x = m.add(*x, y);
             }
-        }
-        Ok(())
+        })
     }
 
     /// self -= other.
     pub fn sub_assign(&mut self, ctx: &Context, other: &Self) -> Result<()> {
-        self.check_ctx(ctx)?;
-        self.check_same_shape(other)?;
-        let n = ctx.n();
-        for (pos, (a, b)) in self
-            .data
-            .chunks_exact_mut(n)
-            .zip(other.data.chunks_exact(n))
-            .enumerate()
-        {
-            let m = ctx.modulus(self.basis, pos);
+        self.zip_limbs(ctx, other, |m, a, b| {
             for (x, &y) in a.iter_mut().zip(b) {
                 *x = m.sub(*x, y);
             }
-        }
-        Ok(())
+        })
     }
 
     /// self = -self.
     pub fn neg_assign(&mut self, ctx: &Context) -> Result<()> {
-        self.check_ctx(ctx)?;
-        let n = ctx.n();
-        for (pos, a) in self.data.chunks_exact_mut(n).enumerate() {
-            let m = ctx.modulus(self.basis, pos);
+        self.each_limb(ctx, |m, a| {
             for x in a.iter_mut() {
                 *x = m.neg(*x);
             }
-        }
-        Ok(())
+        })
     }
 
     /// self *= c for a signed integer constant (in either representation, since the NTT is
     /// linear). Consumes no level.
     pub fn mul_scalar_assign(&mut self, ctx: &Context, c: i64) -> Result<()> {
-        self.check_ctx(ctx)?;
-        let n = ctx.n();
-        for (pos, a) in self.data.chunks_exact_mut(n).enumerate() {
-            let m = ctx.modulus(self.basis, pos);
+        self.each_limb(ctx, |m, a| {
             let w = m.reduce_i64(c);
             let w_shoup = m.shoup(w);
             for x in a.iter_mut() {
                 *x = m.mul_shoup(*x, w, w_shoup);
             }
-        }
-        Ok(())
+        })
     }
 
     /// Keeps the first `level + 1` ciphertext primes and all special primes (mod-drop).
@@ -417,21 +421,11 @@ impl Poly<Ntt> {
 
     /// self ⊙= other (negacyclic product).
     pub fn mul_assign(&mut self, ctx: &Context, other: &Self) -> Result<()> {
-        self.check_ctx(ctx)?;
-        self.check_same_shape(other)?;
-        let n = ctx.n();
-        for (pos, (a, b)) in self
-            .data
-            .chunks_exact_mut(n)
-            .zip(other.data.chunks_exact(n))
-            .enumerate()
-        {
-            let m = ctx.modulus(self.basis, pos);
+        self.zip_limbs(ctx, other, |m, a, b| {
             for (x, &y) in a.iter_mut().zip(b) {
                 *x = m.mul(*x, y);
             }
-        }
-        Ok(())
+        })
     }
 
     /// self += a ⊙ b (multiply-accumulate, SIMD in `tfhe-ntt`).
