@@ -13,7 +13,11 @@ fn random_matrix(h: &mut Harness, rows: usize, cols: usize, bound: f64) -> Matri
 }
 
 /// Encrypts x with period `period` across all slots.
-fn encrypt_periodic(h: &mut Harness, x: &[f64], period: usize) -> server::eval::Ct {
+fn encrypt_periodic(
+    h: &mut Harness,
+    x: &[f64],
+    period: usize,
+) -> (server::eval::Ct, server::eval::Ct) {
     let slots = h.slots();
     let full: Vec<f64> = (0..slots)
         .map(|t| {
@@ -24,7 +28,7 @@ fn encrypt_periodic(h: &mut Harness, x: &[f64], period: usize) -> server::eval::
             }
         })
         .collect();
-    h.encrypt(&full).0
+    h.encrypt(&full)
 }
 
 /// Runs W·x encrypted and checks every period of the output against the plaintext product.
@@ -43,8 +47,9 @@ fn check(
     let steps = lt.rotation_steps();
     let mut h = Harness::new(spec, &steps, 41);
     let x = h.values(w.cols, 1.0);
-    let ct = encrypt_periodic(&mut h, &x, period);
+    let (ct, shadow) = encrypt_periodic(&mut h, &x, period);
     let y = lt.apply(&h.eval, &ct, &h.keys).unwrap();
+    let (noise, bound) = h.check_noise(name, &y, &lt.apply(&h.eval, &shadow, &h.keys).unwrap());
     assert_eq!(y.level(), ct.level() - 1);
     assert_eq!(y.scale, ct.scale);
     let want = w.apply_plain(&x);
@@ -62,7 +67,7 @@ fn check(
     }
     let cost = lt.cost(h.ctx.n(), h.params.top_level() + 1);
     eprintln!(
-        "{} {name}: {:?}, {} rotation keys, {} rotations, {} pt-mults, {:.1} MB cached; worst {worst:.1} bits",
+        "{} {name}: {:?}, {} rotation keys, {} rotations, {} pt-mults, {:.1} MB cached; worst {worst:.1} bits, noise 2^{noise:.1} <= 2^{bound:.1}",
         h.params.name(),
         lt.layout(),
         steps.len(),
