@@ -156,8 +156,8 @@ pub fn encrypt_public<R: CryptoRng + ?Sized>(
     let basis = pt.poly.basis();
     check_ciphertext_basis(ctx, basis)?;
     pt.poly.validate(ctx)?;
-    let level = basis.q as usize - 1;
-    let pk = pk.at_level(ctx, level)?;
+    pk.b.expect_basis(ctx.top_basis())?;
+    pk.a.expect_basis(ctx.top_basis())?;
     let n = ctx.n();
 
     let mut small = Zeroizing::new(vec![0i8; n]);
@@ -170,13 +170,18 @@ pub fn encrypt_public<R: CryptoRng + ?Sized>(
     let mut c0 = pt.poly.clone();
     c0.add_signed(ctx, &small)?;
     let mut c0 = c0.into_ntt(ctx)?;
-    c0.mul_acc(ctx, &pk.b, &u)?;
 
     fill_error(rng, &mut small);
     let mut c1 = Poly::<Coeff>::zero(ctx, basis)?;
     c1.add_signed(ctx, &small)?;
     let mut c1 = c1.into_ntt(ctx)?;
-    c1.mul_acc(ctx, &pk.a, &u)?;
+
+    // The key is over the top level; the limbs of the lower primes are the key at this level.
+    for pos in 0..basis.len() {
+        let plan = ctx.plan(basis, pos);
+        plan.mul_accumulate(c0.limb_mut(pos), pk.b.limb(pos), u.limb(pos));
+        plan.mul_accumulate(c1.limb_mut(pos), pk.a.limb(pos), u.limb(pos));
+    }
 
     Ok(Ciphertext {
         c0,

@@ -57,6 +57,8 @@ pub struct Plaintext {
 #[derive(Clone, Debug)]
 pub struct Encoder {
     log_n: u32,
+    /// log2 of the quarter period N/2 (the table has N/2 + 1 entries).
+    quarter_log2: u32,
     /// cos(2πk / 2N) for k = 0 … N/2.
     cos: Vec<f64>,
 }
@@ -69,7 +71,11 @@ impl Encoder {
         let cos = (0..=quarter)
             .map(|k| libm::cos(2.0 * core::f64::consts::PI * k as f64 / m as f64))
             .collect();
-        Self { log_n, cos }
+        Self {
+            log_n,
+            quarter_log2: log_n - 1,
+            cos,
+        }
     }
 
     /// Number of slots (N/2).
@@ -83,12 +89,12 @@ impl Encoder {
     }
 
     /// ζ^idx with ζ = exp(2πi / 2N), from the quarter-wave table.
-    #[inline]
+    #[inline(always)]
     fn root(&self, idx: usize) -> Complex {
-        let q = self.cos.len() - 1;
-        let idx = idx % (4 * q);
+        let q = 1usize << self.quarter_log2;
+        let idx = idx & (4 * q - 1);
         let c = &self.cos;
-        let (re, im) = match idx / q {
+        let (re, im) = match idx >> self.quarter_log2 {
             0 => (c[idx], c[q - idx]),
             1 => (-c[2 * q - idx], c[idx - q]),
             2 => (-c[idx - 2 * q], -c[3 * q - idx]),
@@ -153,13 +159,13 @@ impl Encoder {
     }
 
     /// Rounded integer coefficients Δ·m of the real slot values (unused slots are zero).
-    /// Calls `sink(t, coefficient)` for t = 0 … N−1.
+    /// Calls `sink(t, coefficient)` for t = 0 … N−1 with an integer-valued f64 below `max_abs`.
     fn coefficients(
         &self,
         values: &[f64],
         scale: f64,
         max_abs: f64,
-        mut sink: impl FnMut(usize, i128),
+        mut sink: impl FnMut(usize, f64),
     ) -> Result<()> {
         let slots = self.slots();
         if values.len() > slots {
@@ -185,7 +191,7 @@ impl Encoder {
                 if c.is_nan() || libm::fabs(c) >= max_abs {
                     return Err(Error::ValueOutOfRange);
                 }
-                sink(t + offset, c as i128);
+                sink(t + offset, c);
             }
         }
         Ok(())
@@ -221,8 +227,18 @@ impl Encoder {
             .collect();
         let mut limbs: Vec<&mut [u64]> = poly.data_mut().chunks_exact_mut(n).collect();
         self.coefficients(values, scale, max_abs, |t, c| {
-            for (limb, m) in limbs.iter_mut().zip(&moduli) {
-                limb[t] = m.reduce_i128(c);
+            // Most coefficients fit an i64, whose conversion is a single instruction; the i128
+            // one is a library call.
+            if libm::fabs(c) < 9.2e18 {
+                let c = c as i64;
+                for (limb, m) in limbs.iter_mut().zip(&moduli) {
+                    limb[t] = m.reduce_i64(c);
+                }
+            } else {
+                let c = c as i128;
+                for (limb, m) in limbs.iter_mut().zip(&moduli) {
+                    limb[t] = m.reduce_i128(c);
+                }
             }
         })?;
         Ok(Plaintext { poly, scale })

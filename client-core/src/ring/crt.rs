@@ -20,7 +20,8 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IntPoly {
     moduli: Vec<u64>,
-    /// Mixed-radix digits of |t|, coefficient-major: coefficient c at [c·k, c·k + k).
+    /// Mixed-radix digits of |t|, digit-major: digit i of coefficient c at [i·N + c], so that
+    /// Garner's steps run over contiguous slices.
     digits: Vec<u64>,
     negative: Vec<bool>,
 }
@@ -50,32 +51,47 @@ impl IntPoly {
         // t is negative iff t > (Q − 1)/2.
         let half = half_digits(&moduli);
 
+        // Garner, digit-major: d_0 = x_0; d_i = ((x_i − d_0)·q_0^-1 − d_1)·q_1^-1 … mod q_i.
         let mut digits = vec![0u64; n * k];
-        let mut negative = vec![false; n];
-        let mut residues = vec![0u64; k];
-        for c in 0..n {
-            for (i, r) in residues.iter_mut().enumerate() {
-                *r = poly.limb(i)[c];
-            }
-            let d = &mut digits[c * k..(c + 1) * k];
-            garner(ctx, &residues, d);
-            let is_neg = d.iter().rev().cmp(half.iter().rev()) == core::cmp::Ordering::Greater;
-            if is_neg {
-                // |t| = Q − t = (Q − 1 − t) + 1; Q − 1 has digits (q_i − 1).
-                for (di, &q) in d.iter_mut().zip(&moduli) {
-                    *di = q - 1 - *di;
+        digits[..n].copy_from_slice(poly.limb(0));
+        for i in 1..k {
+            let m = ctx.modulus_at(i);
+            let (done, rest) = digits.split_at_mut(i * n);
+            let t = &mut rest[..n];
+            t.copy_from_slice(poly.limb(i));
+            for (j, dj) in done.chunks_exact(n).enumerate() {
+                let inv = ctx.garner_inv(i, j);
+                let inv_shoup = m.shoup(inv);
+                for (x, &d) in t.iter_mut().zip(dj) {
+                    *x = m.mul_shoup(m.sub(*x, m.reduce_u64(d)), inv, inv_shoup);
                 }
-                for (di, &q) in d.iter_mut().zip(&moduli) {
-                    *di += 1;
-                    if *di < q {
+            }
+        }
+        let mut negative = vec![false; n];
+        for (c, neg) in negative.iter_mut().enumerate() {
+            let mut order = core::cmp::Ordering::Equal;
+            for i in (0..k).rev() {
+                order = digits[i * n + c].cmp(&half[i]);
+                if order != core::cmp::Ordering::Equal {
+                    break;
+                }
+            }
+            if order == core::cmp::Ordering::Greater {
+                // |t| = Q − t = (Q − 1 − t) + 1; Q − 1 has digits (q_i − 1).
+                for (i, &q) in moduli.iter().enumerate() {
+                    digits[i * n + c] = q - 1 - digits[i * n + c];
+                }
+                for (i, &q) in moduli.iter().enumerate() {
+                    let d = &mut digits[i * n + c];
+                    *d += 1;
+                    if *d < q {
                         break;
                     }
-                    *di = 0;
+                    *d = 0;
                 }
+                *neg = true;
             }
-            negative[c] = is_neg;
         }
-        residues.zeroize();
         Ok(Self {
             moduli,
             digits,
@@ -99,13 +115,14 @@ impl IntPoly {
             });
         }
         let k = level + 1;
+        let n = values.len();
         let moduli: Vec<u64> = (0..k).map(|i| ctx.modulus_at(i).value()).collect();
-        let mut digits = vec![0u64; values.len() * k];
-        let mut negative = vec![false; values.len()];
+        let mut digits = vec![0u64; n * k];
+        let mut negative = vec![false; n];
         for (c, &v) in values.iter().enumerate() {
             let mut mag = v.unsigned_abs();
             for (i, &q) in moduli.iter().enumerate() {
-                digits[c * k + i] = (mag % q as u128) as u64;
+                digits[i * n + c] = (mag % q as u128) as u64;
                 mag /= q as u128;
             }
             if mag != 0 {
@@ -121,7 +138,8 @@ impl IntPoly {
         // Centred form needs |t| ≤ (Q − 1)/2.
         let half = half_digits(&out.moduli);
         let half_ok = (0..out.len()).all(|c| {
-            out.coeff_digits(c).iter().rev().cmp(half.iter().rev()) != core::cmp::Ordering::Greater
+            out.coeff_digits(c).rev().cmp(half.iter().copied().rev())
+                != core::cmp::Ordering::Greater
         });
         if !half_ok {
             return Err(Error::ValueOutOfRange);
@@ -144,15 +162,19 @@ impl IntPoly {
         &self.moduli
     }
 
-    fn coeff_digits(&self, c: usize) -> &[u64] {
-        let k = self.moduli.len();
-        &self.digits[c * k..(c + 1) * k]
+    /// Digits of coefficient c, least significant first.
+    fn coeff_digits(
+        &self,
+        c: usize,
+    ) -> impl DoubleEndedIterator<Item = u64> + ExactSizeIterator + '_ {
+        let n = self.negative.len();
+        (0..self.moduli.len()).map(move |i| self.digits[i * n + c])
     }
 
     /// Coefficient `c` as f64 (relative error 2^-53).
     pub fn coeff_f64(&self, c: usize) -> f64 {
         let mut acc = 0.0f64;
-        for (&d, &q) in self.coeff_digits(c).iter().zip(&self.moduli).rev() {
+        for (d, &q) in self.coeff_digits(c).zip(&self.moduli).rev() {
             acc = acc * q as f64 + d as f64;
         }
         if self.negative[c] {
@@ -165,7 +187,7 @@ impl IntPoly {
     /// Coefficient `c` exactly, if it fits in an i128.
     pub fn coeff_i128(&self, c: usize) -> Option<i128> {
         let mut acc: i128 = 0;
-        for (&d, &q) in self.coeff_digits(c).iter().zip(&self.moduli).rev() {
+        for (d, &q) in self.coeff_digits(c).zip(&self.moduli).rev() {
             acc = acc.checked_mul(q as i128)?.checked_add(d as i128)?;
         }
         Some(if self.negative[c] { -acc } else { acc })
@@ -185,24 +207,24 @@ impl IntPoly {
             });
         }
         let mut out = Poly::<Coeff>::zero(ctx, basis)?;
-        let k = self.moduli.len();
-        let mut radix = vec![0u64; k];
+        let n = self.len();
         for pos in 0..basis.len() {
             let m = *ctx.modulus(basis, pos);
-            // radix[i] = q0·…·q_{i−1} mod m.
-            let mut acc = 1 % m.value();
-            for (r, &q) in radix.iter_mut().zip(&self.moduli) {
-                *r = acc;
-                acc = m.mul(acc, m.reduce_u64(q));
-            }
-            let radix_shoup: Vec<u64> = radix.iter().map(|&r| m.shoup(r)).collect();
             let limb = out.limb_mut(pos);
-            for (c, x) in limb.iter_mut().enumerate() {
-                let mut v = 0u64;
-                for ((&d, &r), &rs) in self.coeff_digits(c).iter().zip(&radix).zip(&radix_shoup) {
-                    v = m.add(v, m.mul_shoup(d, r, rs));
+            // Σ_i d_i·(q0·…·q_{i−1} mod m), keeping each partial sum below 2m.
+            let q = m.value();
+            let mut radix = 1 % q;
+            for (digit, &qi) in self.digits.chunks_exact(n).zip(&self.moduli) {
+                let radix_shoup = m.shoup(radix);
+                for (x, &d) in limb.iter_mut().zip(digit) {
+                    let s = *x + m.mul_shoup_lazy(d, radix, radix_shoup);
+                    *x = if s >= 2 * q { s - 2 * q } else { s };
                 }
-                *x = if self.negative[c] { m.neg(v) } else { v };
+                radix = m.mul(radix, m.reduce_u64(qi));
+            }
+            for (x, &neg) in limb.iter_mut().zip(&self.negative) {
+                let v = if *x >= q { *x - q } else { *x };
+                *x = if neg { m.neg(v) } else { v };
             }
         }
         Ok(out)
@@ -219,16 +241,4 @@ fn half_digits(moduli: &[u64]) -> Vec<u64> {
         rem = cur % 2;
     }
     d
-}
-
-/// Mixed-radix digits of the integer in [0, Q) with the given residues modulo q0 … q_{k−1}.
-fn garner(ctx: &Context, residues: &[u64], digits: &mut [u64]) {
-    for i in 0..residues.len() {
-        let m = ctx.modulus_at(i);
-        let mut t = residues[i];
-        for (j, &dj) in digits.iter().enumerate().take(i) {
-            t = m.mul(m.sub(t, m.reduce_u64(dj)), ctx.garner_inv(i, j));
-        }
-        digits[i] = t;
-    }
 }

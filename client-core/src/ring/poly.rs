@@ -323,8 +323,15 @@ impl Poly<Coeff> {
         }
         for (pos, limb) in self.data.chunks_exact_mut(n).enumerate() {
             let m = ctx.modulus(self.basis, pos);
+            let q = m.value();
             for (x, &c) in limb.iter_mut().zip(coeffs) {
-                *x = m.add(*x, m.reduce_i64(c as i64));
+                // |c| ≤ 128 < q: the residue of c is c or q − |c|, no reduction needed.
+                let v = if c < 0 {
+                    q - c.unsigned_abs() as u64
+                } else {
+                    c as u64
+                };
+                *x = m.add(*x, v);
             }
         }
         Ok(())
