@@ -191,6 +191,17 @@ impl EvalKeys {
     }
 }
 
+/// A thread pool for evaluator work. Key switching, hoisted rotations and linear transforms
+/// split their work with rayon; run them inside `pool.install(|| …)` to bound the threads used
+/// (`threads = 1` gives the single-threaded figures of the README).
+pub fn thread_pool(threads: usize) -> EvalResult<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .thread_name(|i| format!("hefun-eval-{i}"))
+        .build()
+        .map_err(|_| EvalError::Internal("cannot start the evaluator thread pool"))
+}
+
 /// The evaluator for one parameter set. Shareable across threads; keys are passed per call so
 /// one evaluator serves many clients.
 pub struct Evaluator {
