@@ -6,6 +6,10 @@ single-threaded; run this script pinned to one core for stable numbers:
 
     pip install tenseal
     taskset -c 0 python3 tools/seal_reference.py [--runs 50]
+    OMP_NUM_THREADS=1 taskset -c 1 python3 tools/seal_reference.py --evaluator [--runs 50]
+
+`--evaluator` times evaluator operations instead (see EVAL_CONFIGS and bench_evaluator), at the
+parameters of the `seal-params` groups of `cargo bench -p server` (docs/benchmarks-server.md).
 
 Every figure is the median of `--runs` timed calls (after a few warm-up calls), in milliseconds.
 
@@ -57,6 +61,14 @@ CONFIGS = [
         {"handoff": 1},
         38,
     ),
+]
+
+
+# Evaluator section (--evaluator): (label, N, coefficient-modulus bit sizes (last = special prime),
+# scale bits). The server benchmark's `seal-params` groups use the same bit sizes.
+EVAL_CONFIGS = [
+    ("N=8192 [60,40,40 | 60]", 8192, [60, 40, 40, 60], 40),
+    ("N=16384 [60,40,40,40,40 | 60]", 16384, [60, 40, 40, 40, 40, 60], 40),
 ]
 
 
@@ -218,10 +230,101 @@ def bench_config(label, n, bits, levels, scale_bits, runs):
     return rows, seal_version(ctx, kg), top
 
 
+def bench_evaluator(label, n, bits, scale_bits, runs):
+    """Evaluator operations on top-level ciphertexts, each into a preallocated destination.
+
+    * `multiply_plain`: ciphertext times an NTT-form plaintext encoded at the same scale.
+    * `multiply + relinearize + rescale_to_next`: the three calls in sequence.
+    * `rotate_vector` by one slot (one Galois key, element 3).
+    * `rescale_to_next` of a fresh ciphertext (the same work as after a product).
+    """
+    parms = seal.EncryptionParameters(seal.SCHEME_TYPE.CKKS)
+    parms.set_poly_modulus_degree(n)
+    parms.set_coeff_modulus(seal.CoeffModulus.Create(n, bits))
+    ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
+    if not ctx.parameters_set():
+        raise RuntimeError(f"{label}: {ctx.parameters_error_message()}")
+    top = ctx.first_context_data().chain_index()
+    scale = 2.0**scale_bits
+    slots = n // 2
+    xs = [((i * 0.61803398875) % 1.0) * 2.0 - 1.0 for i in range(slots)]
+    ys = [((i * 0.41421356237) % 1.0) * 2.0 - 1.0 for i in range(slots)]
+
+    kg = seal.KeyGenerator(ctx)
+    sk = kg.secret_key()
+    pk = seal.PublicKey()
+    kg.create_public_key(pk)
+    rk = seal.RelinKeys()
+    kg.create_relin_keys(rk)
+    gk = seal.GaloisKeys()
+    kg.create_galois_keys([3], gk)  # Galois element of a rotation by one slot
+    assert gk.has_key(3) and gk.size() == 1, "expected one Galois key for element 3"
+    encoder = seal.CKKSEncoder(ctx)
+    enc = seal.Encryptor(ctx, pk)
+    dec = seal.Decryptor(ctx, sk)
+    ev = seal.Evaluator(ctx)
+
+    def encrypt(vals):
+        p = seal.Plaintext()
+        encoder.encode(vals, scale, p)
+        c = seal.Ciphertext()
+        enc.encrypt(p, c)
+        return c
+
+    x = encrypt(xs)
+    y = encrypt(ys)
+    w = seal.Plaintext()
+    encoder.encode(ys, scale, w)
+    out = seal.Ciphertext()
+
+    rows = []
+
+    def row(name, fn, check=None):
+        ms = median_ms(fn, runs)
+        err = None
+        if check is not None:
+            p = seal.Plaintext()
+            dec.decrypt(out, p)
+            got = encoder.decode_double(p)
+            err = max(abs(a - b) for a, b in zip(check, got))
+            assert err < 1e-3, f"{label}: {name}: error {err}"
+        rows.append((name, ms, "" if err is None else f"max error {err:.1e}"))
+
+    row("Python call overhead (ct.size())", lambda _: x.size())
+    prod = [a * b for a, b in zip(xs, ys)]
+    row("multiply_plain", lambda _: ev.multiply_plain(x, w, out), prod)
+
+    def mul_relin_rescale(_):
+        ev.multiply(x, y, out)
+        ev.relinearize_inplace(out, rk)
+        ev.rescale_to_next_inplace(out)
+
+    row("multiply + relinearize + rescale_to_next", mul_relin_rescale, prod)
+    row("rotate_vector (1 step)", lambda _: ev.rotate_vector(x, 1, gk, out), xs[1:] + xs[:1])
+    row("rescale_to_next", lambda _: ev.rescale_to_next(x, out))
+    return rows, seal_version(ctx, kg), top
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument(
+        "--evaluator",
+        action="store_true",
+        help="time evaluator operations at SEAL's parameters instead (EVAL_CONFIGS)",
+    )
     args = ap.parse_args()
+    if args.evaluator:
+        for label, n, bits, scale_bits in EVAL_CONFIGS:
+            rows, version, top = bench_evaluator(label, n, bits, scale_bits, args.runs)
+            print(f"\n### SEAL {version} evaluator, {label}, scale 2^{scale_bits}, top level {top}")
+            print()
+            print(f"median of {args.runs} runs, inputs at level {top}\n")
+            print("| operation | ms | note |")
+            print("|---|---:|---|")
+            for name, ms, note in rows:
+                print(f"| {name} | {ms:.4f} | {note} |")
+        return
     for label, n, bits, levels, scale_bits in CONFIGS:
         rows, version, top = bench_config(label, n, bits, levels, scale_bits, args.runs)
         print(f"\n### SEAL {version}, {label}, scale 2^{scale_bits}, top level {top}\n")

@@ -1,7 +1,8 @@
 //! Evaluator benchmarks: `cargo bench -p server`.
 //!
 //! Every operation runs single-threaded ("1t") and on all cores ("all") at both presets.
-//! `HEFUN_BENCH_QUICK=1` shortens measurement for smoke runs.
+//! `HEFUN_BENCH_QUICK=1` shortens measurement for smoke runs. The `seal-params` groups run the
+//! basic operations at Microsoft SEAL's parameters (`-- seal-params` runs only those).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,8 +82,9 @@ fn setup(spec: &ParamSpec, rotations: &[i64]) -> Bench {
     }
 }
 
-fn configure(c: &mut Criterion) -> Criterion {
-    let _ = c;
+/// Criterion settings of every group. `criterion_group!` applies the command line (the name filter
+/// among it) on top of them; a `Criterion` built inside a group would ignore the filter.
+fn configure() -> Criterion {
     let quick = std::env::var("HEFUN_BENCH_QUICK").is_ok();
     Criterion::default()
         .sample_size(10)
@@ -111,7 +113,6 @@ fn pools() -> Vec<(&'static str, rayon::ThreadPool)> {
 }
 
 fn primitives(c: &mut Criterion) {
-    let mut c = configure(c);
     for (name, spec) in [("n16384", &DEFAULT_N16384), ("n8192", &COMPACT_N8192)] {
         let hoisted: Vec<i64> = (1..=8).collect();
         let mut b = setup(spec, &hoisted);
@@ -153,7 +154,6 @@ fn primitives(c: &mut Criterion) {
 }
 
 fn transforms(c: &mut Criterion) {
-    let mut c = configure(c);
     for (name, spec) in [("n16384", &DEFAULT_N16384), ("n8192", &COMPACT_N8192)] {
         let mut rng = Csprng::from_seed([10; 32]);
         let slots = 1usize << (spec.log_n - 1);
@@ -221,5 +221,71 @@ fn transforms(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, primitives, transforms);
+/// SEAL's usual CKKS parameters, for a comparison at equal parameters (docs/benchmarks-server.md):
+/// ciphertext primes as in SEAL's `CoeffModulus::Create(N, bits)` without its last entry, one
+/// 60-bit special prime (SEAL's last prime), and one prime per key-switching digit as in SEAL.
+/// tfhe-ntt runs its IFMA kernels on the 40-bit primes only; the 60-bit ones take its 64-bit
+/// AVX-512 path (the presets keep every prime below 2^50 for that reason).
+const SEAL_N8192: ParamSpec = ParamSpec {
+    name: "seal-n8192",
+    log_n: 13,
+    q_bits: &[60, 40, 40],
+    p_bits: &[60],
+    digit_size: 1,
+    handoff_level: 0,
+    scale_bits: 40,
+    stat_sec_bits: 0,
+};
+
+/// See [`SEAL_N8192`]: N = 2^14 with primes [60, 40, 40, 40, 40 | 60].
+const SEAL_N16384: ParamSpec = ParamSpec {
+    name: "seal-n16384",
+    log_n: 14,
+    q_bits: &[60, 40, 40, 40, 40],
+    p_bits: &[60],
+    digit_size: 1,
+    handoff_level: 0,
+    scale_bits: 40,
+    stat_sec_bits: 0,
+};
+
+/// The operations of `tools/seal_reference.py --evaluator` at SEAL's parameters, on a top-level
+/// ciphertext: ct*pt, ct*ct + relinearisation + rescale, one rotation by one slot, rescale.
+fn seal_params(c: &mut Criterion) {
+    for (name, spec) in [("n8192", &SEAL_N8192), ("n16384", &SEAL_N16384)] {
+        let mut b = setup(spec, &[1]);
+        let top = b.x.level();
+        let q_top = b.eval.ctx().modulus_at(top).value() as f64;
+        let w = values(&mut b.rng, b.slots, 1.0);
+        let pt = b.eval.encode(&w, q_top, top).unwrap();
+        for (threads, pool) in pools() {
+            let mut g = c.benchmark_group(format!("seal-params/{name}/{threads}"));
+            let run = |f: &(dyn Fn() + Sync)| pool.install(f);
+            g.bench_function("ct*pt", |bn| {
+                bn.iter(|| run(&|| drop(b.eval.mul_plain(&b.x, &pt).unwrap())))
+            });
+            g.bench_function("ct*ct+relin+rescale", |bn| {
+                bn.iter(|| {
+                    run(&|| {
+                        let p = b.eval.mul(&b.x, &b.y, 1.0, 1.0, &b.keys).unwrap();
+                        drop(b.eval.rescale(&p).unwrap())
+                    })
+                })
+            });
+            g.bench_function("rotate", |bn| {
+                bn.iter(|| run(&|| drop(b.eval.rotate(&b.x, 1, &b.keys).unwrap())))
+            });
+            g.bench_function("rescale", |bn| {
+                bn.iter(|| run(&|| drop(b.eval.rescale(&b.x).unwrap())))
+            });
+            g.finish();
+        }
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = configure();
+    targets = primitives, transforms, seal_params
+}
 criterion_main!(benches);
