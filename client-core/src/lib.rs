@@ -40,6 +40,7 @@ pub mod encoding;
 mod error;
 pub mod keys;
 pub mod params;
+pub mod protocol;
 pub mod ring;
 pub mod sampling;
 

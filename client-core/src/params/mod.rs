@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::arith::{is_prime, MAX_PRIME_BITS, MIN_PRIME_BITS};
 use crate::error::{Error, Result};
 
-pub use presets::{ParamSpec, COMPACT_N8192, DEFAULT_N16384, PRESETS};
+pub use presets::{ParamSpec, COMPACT_N8192, DEFAULT_N16384, HEFUN_N16384, PRESETS};
 pub use primes::ntt_primes;
 pub use security::{check_128_bit, max_log_qp, SecurityMargin};
 

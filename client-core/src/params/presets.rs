@@ -69,5 +69,29 @@ pub const COMPACT_N8192: ParamSpec = ParamSpec {
     stat_sec_bits: 30,
 };
 
+/// The HeFUN protocol preset at N = 2^14: scales of two primes, so that the ReLU message keeps
+/// its signs after 2^-40 flooding.
+///
+/// Flooding hides the computation noise E with noise of about N·E·2^40, i.e. ≈ 54 bits above E;
+/// after the slot transform the sign of x·r survives only if the ciphertext's message-to-noise
+/// ratio is well above 2^64. Rescaling by one 45-bit prime keeps ≈ 2^36; rescaling by pairs of
+/// 44-bit primes at Δ = 2^88 keeps ≈ 2^78.
+///
+/// * q = 3 × 50-bit (hand-off level 2: 150 bits) + 4 × 44-bit (two rescales of 2^88: the ReLU
+///   product and the next linear layer); P = 2 × 50 bits; α = 2 (four digits at the top).
+///   log2(QP) ≈ 426 ≤ 438.
+/// * Refresh mask at the hand-off level: 40 + 14 + log2(Δ·Y) + 1 ≤ 149 bits holds for
+///   pre-activations (and dummies) up to |Y| = 2^6.
+pub const HEFUN_N16384: ParamSpec = ParamSpec {
+    name: "hefun-n16384",
+    log_n: 14,
+    q_bits: &[50, 50, 50, 44, 44, 44, 44],
+    p_bits: &[50, 50],
+    digit_size: 2,
+    handoff_level: 2,
+    scale_bits: 88,
+    stat_sec_bits: 40,
+};
+
 /// All presets, default first.
-pub const PRESETS: &[&ParamSpec] = &[&DEFAULT_N16384, &COMPACT_N8192];
+pub const PRESETS: &[&ParamSpec] = &[&DEFAULT_N16384, &COMPACT_N8192, &HEFUN_N16384];

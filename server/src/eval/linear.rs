@@ -84,7 +84,14 @@ pub struct LinearTransform {
     n1: usize,
     /// Pre-rotated non-zero diagonals grouped by giant step: j → [(i, values over one period)].
     groups: BTreeMap<usize, Vec<(usize, Vec<f64>)>>,
-    cache: Mutex<HashMap<usize, EncodedDiagonals>>,
+    cache: Mutex<HashMap<(usize, usize), EncodedDiagonals>>,
+}
+
+/// Product of the top `primes` primes at `level` (the scale that rescaling by them removes).
+pub fn rescale_divisor(eval: &Evaluator, level: usize, primes: usize) -> f64 {
+    (0..primes)
+        .map(|k| eval.ctx().modulus_at(level - k).value() as f64)
+        .product()
 }
 
 fn next_pow2(x: usize) -> usize {
@@ -138,9 +145,10 @@ impl LinearTransform {
                 diags.insert(k, diag);
             }
         }
-        // Baby-step count: about √(span of non-zero diagonals), a power of two.
-        let span = diags.keys().next_back().map_or(1, |&k| k + 1);
-        let n1 = next_pow2(((span as f64).sqrt().ceil()) as usize).min(d);
+        // Baby-step count: about √(number of possible diagonals), a power of two. It depends on the
+        // layout only, not on which diagonals are non-zero, so every matrix of one shape (e.g.
+        // each per-inference permutation of a layer) needs the same Galois keys.
+        let n1 = next_pow2(((count as f64).sqrt().ceil()) as usize).min(d);
         let mut groups: BTreeMap<usize, Vec<(usize, Vec<f64>)>> = BTreeMap::new();
         for (k, diag) in diags {
             let (j, i) = (k / n1, k % n1);
@@ -237,14 +245,19 @@ impl LinearTransform {
         }
     }
 
-    /// The encoded diagonals at `level` (cached).
-    fn encoded(&self, eval: &Evaluator, level: usize) -> EvalResult<EncodedDiagonals> {
+    /// The encoded diagonals at `level`, at the scale of the top `primes` primes (cached).
+    fn encoded(
+        &self,
+        eval: &Evaluator,
+        level: usize,
+        primes: usize,
+    ) -> EvalResult<EncodedDiagonals> {
         let mut cache = self.cache.lock().map_err(|_| EvalError::Poisoned)?;
-        if let Some(e) = cache.get(&level) {
+        if let Some(e) = cache.get(&(level, primes)) {
             return Ok(e.clone());
         }
         let slots = eval.ctx().params().slots();
-        let scale = eval.ctx().modulus_at(level).value() as f64;
+        let scale = rescale_divisor(eval, level, primes);
         let mut out = Vec::with_capacity(self.groups.len());
         for (&j, group) in &self.groups {
             let mut encoded = Vec::with_capacity(group.len());
@@ -256,18 +269,30 @@ impl LinearTransform {
             out.push((j, encoded));
         }
         let out = Arc::new(out);
-        cache.insert(level, out.clone());
+        cache.insert((level, primes), out.clone());
         Ok(out)
     }
 
     /// y = W·x: `x` holds the input with period `period`; the result is rescaled once (one level
     /// consumed, scale unchanged) and has period [`LinearTransform::output_period`].
     pub fn apply(&self, eval: &Evaluator, x: &Ct, keys: &EvalKeys) -> EvalResult<Ct> {
+        self.apply_rescaling(eval, x, keys, 1)
+    }
+
+    /// [`LinearTransform::apply`] with diagonals at the scale of the top `primes` primes, rescaled
+    /// by all of them: `primes` levels consumed, scale unchanged.
+    pub fn apply_rescaling(
+        &self,
+        eval: &Evaluator,
+        x: &Ct,
+        keys: &EvalKeys,
+        primes: usize,
+    ) -> EvalResult<Ct> {
         let level = x.level();
-        if level == 0 {
+        if primes == 0 || level < primes {
             return Err(EvalError::NoLevelLeft);
         }
-        let diags = self.encoded(eval, level)?;
+        let diags = self.encoded(eval, level, primes)?;
         let baby: Vec<usize> = self.baby_steps().into_iter().collect();
         let steps: Vec<i64> = baby.iter().map(|&i| i as i64).collect();
         let rotated = eval.rotate_hoisted(x, &steps, keys)?;
@@ -301,10 +326,10 @@ impl LinearTransform {
                 Some(acc) => eval.add_assign(acc, &shifted)?,
             }
         }
-        let mut y = match total {
-            Some(t) => eval.rescale(&t)?,
-            None => return Err(EvalError::Internal("transform without non-zero diagonals")),
-        };
+        let mut y = total.ok_or(EvalError::Internal("transform without non-zero diagonals"))?;
+        for _ in 0..primes {
+            y = eval.rescale(&y)?;
+        }
         for s in self.fold_steps() {
             let r = eval.rotate(&y, s as i64, keys)?;
             eval.add_assign(&mut y, &r)?;

@@ -25,7 +25,7 @@ use client_core::sampling::ERROR_STD_DEV;
 
 pub use galois::GaloisTables;
 pub use keyswitch::{Decomposed, KeySwitcher};
-pub use linear::{Layout, LinearTransform, Matrix, TransformCost};
+pub use linear::{rescale_divisor, Layout, LinearTransform, Matrix, TransformCost};
 pub use ops::{public_key_noise_var, Ct3};
 pub use outgoing::FloodReport;
 

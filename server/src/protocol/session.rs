@@ -1,0 +1,497 @@
+//! One inference on the server: per-inference permutations, layer evaluation, rounds.
+
+use std::time::{Duration, Instant};
+
+use client_core::cipher::SeededCiphertext;
+use client_core::params::Params;
+use client_core::protocol::{InputSpec, OutputMessage, RoundReply, RoundRequest, ServerMessage};
+use client_core::rand_core::{Rng, SeedableRng};
+use client_core::ring::Basis;
+use client_core::sampling::{Csprng, Seed};
+
+use super::mask::IntegerMask;
+use super::model::Model;
+use super::ProtocolError;
+use crate::eval::{rescale_divisor, Ct, EvalKeys, Evaluator, LinearTransform, Matrix};
+
+/// Scales and bounds of the protocol (chosen by the parameter planner).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProtocolConfig {
+    /// Scale Δ of inputs and activations.
+    pub scale: f64,
+    /// Primes removed by each rescale (Δ ≈ their product).
+    pub rescale_primes: usize,
+    /// Scale of the ReLU multiplier plaintext r.
+    pub r_scale: f64,
+    /// |r| is uniform in [1, 2^r_spread_bits].
+    pub r_spread_bits: u32,
+    /// Bound on |pre-activation| (dummies are drawn uniformly from ±value_bound).
+    pub value_bound: f64,
+    /// Statistical security of masks and flooding (bits).
+    pub stat_bits: u32,
+}
+
+impl ProtocolConfig {
+    /// The configuration for a parameter set whose default scale spans `rescale_primes` primes.
+    pub fn for_params(params: &Params, rescale_primes: usize, value_bound: f64) -> Self {
+        Self {
+            scale: params.default_scale(),
+            rescale_primes,
+            r_scale: 2f64.powi(30),
+            r_spread_bits: 4,
+            value_bound,
+            stat_bits: params.stat_sec_bits(),
+        }
+    }
+}
+
+/// Where a layer's vectors sit in the slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LayerShape {
+    /// Period of the input vector.
+    in_period: usize,
+    /// Period the transform works with (≥ in_period when a layer widens).
+    lt_period: usize,
+    /// Rows of the (permuted, padded) matrix.
+    rows: usize,
+    /// Period of the output vector.
+    out_period: usize,
+}
+
+/// A model with its slot layout worked out.
+pub struct CompiledModel {
+    model: Model,
+    shapes: Vec<LayerShape>,
+}
+
+fn next_pow2(x: usize) -> usize {
+    x.max(1).next_power_of_two()
+}
+
+impl CompiledModel {
+    /// Lays `model` out for `slots` slots.
+    pub fn new(model: Model, slots: usize) -> Result<Self, ProtocolError> {
+        model.validate()?;
+        let mut d = next_pow2(model.input_len);
+        let mut shapes = Vec::with_capacity(model.layers.len());
+        for (i, layer) in model.layers.iter().enumerate() {
+            let m = layer.weights.rows;
+            // Hidden layers are padded to a power of two: the padding holds dummies.
+            let rows = if layer.relu { next_pow2(m) } else { m };
+            let lt_period = d.max(next_pow2(rows));
+            if lt_period > slots {
+                return Err(ProtocolError::Model(format!(
+                    "layer {i} needs {lt_period} slots; one ciphertext has {slots}"
+                )));
+            }
+            let p = next_pow2(rows);
+            let out_period = if p < lt_period && rows < d {
+                p
+            } else {
+                lt_period
+            };
+            shapes.push(LayerShape {
+                in_period: d,
+                lt_period,
+                rows,
+                out_period,
+            });
+            d = out_period;
+        }
+        Ok(Self { model, shapes })
+    }
+
+    /// The plaintext model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Number of rounds (hidden layers).
+    pub fn rounds(&self) -> usize {
+        self.model.layers.len() - 1
+    }
+
+    /// The input layout the client must use.
+    pub fn input_spec(&self, cfg: &ProtocolConfig) -> InputSpec {
+        InputSpec {
+            len: self.model.input_len as u32,
+            period: self.shapes[0].in_period as u32,
+            scale: cfg.scale,
+        }
+    }
+
+    /// Every rotation step any inference can need (the Galois keys to ask the client for).
+    /// Dense stand-ins have every diagonal, so each per-inference permutation needs a subset.
+    pub fn rotation_steps(&self, slots: usize) -> Result<Vec<i64>, ProtocolError> {
+        let mut steps = Vec::new();
+        for s in &self.shapes {
+            let dense = Matrix {
+                rows: s.rows,
+                cols: s.in_period,
+                data: vec![1.0; s.rows * s.in_period],
+            };
+            steps.extend(LinearTransform::new(&dense, s.lt_period, slots)?.rotation_steps());
+        }
+        steps.sort_unstable();
+        steps.dedup();
+        Ok(steps)
+    }
+}
+
+/// Server time spent on one layer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RoundCost {
+    /// Layer index.
+    pub layer: usize,
+    /// Time to compile the layer's permuted transform and evaluate it (with the ReLU before it).
+    pub eval: Duration,
+    /// Time to build the outgoing messages.
+    pub messages: Duration,
+}
+
+enum State {
+    AwaitInput,
+    AwaitRound {
+        round: u32,
+        layer: usize,
+        mask: IntegerMask,
+        /// sign(r) on the first period.
+        rho: Vec<f64>,
+        scale: f64,
+        noise_var: f64,
+        sign_scale: f64,
+    },
+    Done,
+}
+
+/// The server's state for one inference.
+pub struct Inference<'a> {
+    eval: &'a Evaluator,
+    keys: &'a EvalKeys,
+    model: &'a CompiledModel,
+    cfg: &'a ProtocolConfig,
+    rng: Csprng,
+    /// π_i for every hidden layer, over [0, out_period).
+    perms: Vec<Vec<usize>>,
+    state: State,
+    rounds_sent: u32,
+    /// Per-layer server time.
+    pub costs: Vec<RoundCost>,
+}
+
+fn random_permutation(rng: &mut Csprng, n: usize) -> Vec<usize> {
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        p.swap(i, j);
+    }
+    p
+}
+
+fn uniform(rng: &mut Csprng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl<'a> Inference<'a> {
+    /// Starts an inference; `seed` must come from the server's entropy source. Draws the fresh
+    /// permutations of every hidden layer.
+    pub fn new(
+        eval: &'a Evaluator,
+        keys: &'a EvalKeys,
+        model: &'a CompiledModel,
+        cfg: &'a ProtocolConfig,
+        seed: Seed,
+    ) -> Self {
+        let mut rng = Csprng::from_seed(seed);
+        let perms = model
+            .shapes
+            .iter()
+            .zip(&model.model.layers)
+            .filter(|(_, l)| l.relu)
+            .map(|(s, _)| random_permutation(&mut rng, s.out_period))
+            .collect();
+        Self {
+            eval,
+            keys,
+            model,
+            cfg,
+            rng,
+            perms,
+            state: State::AwaitInput,
+            rounds_sent: 0,
+            costs: Vec::new(),
+        }
+    }
+
+    /// The permutation of hidden layer `layer` (for tests of HePerm).
+    pub fn permutation(&self, layer: usize) -> Option<&[usize]> {
+        self.perms.get(layer).map(Vec::as_slice)
+    }
+
+    /// Layer `i` with this inference's permutations folded in: (transform, bias over the
+    /// output rows, including random dummies at the padding positions). `col_signs` (over the
+    /// input period) multiplies the columns: the sign correction ρ of HeReLU.
+    fn permuted_layer(
+        &mut self,
+        i: usize,
+        col_signs: Option<&[f64]>,
+    ) -> Result<(LinearTransform, Vec<f64>), ProtocolError> {
+        let layer = &self.model.model.layers[i];
+        let shape = self.model.shapes[i];
+        let (m, n) = (layer.weights.rows, layer.weights.cols);
+        let cols = shape.in_period;
+        let row_pos: Vec<usize> = if layer.relu {
+            self.perms[i][..m].to_vec()
+        } else {
+            (0..m).collect()
+        };
+        // ½ of ReLU = ½(z + z·sign z) is folded into the next layer.
+        let (col_pos, col_scale): (Vec<usize>, f64) = if i == 0 {
+            ((0..n).collect(), 1.0)
+        } else {
+            (self.perms[i - 1][..n].to_vec(), 0.5)
+        };
+        let mut data = vec![0.0; shape.rows * cols];
+        for (j, &r) in row_pos.iter().enumerate() {
+            for (k, &c) in col_pos.iter().enumerate() {
+                let sign = col_signs.map_or(1.0, |s| s[c]);
+                data[r * cols + c] = layer.weights.get(j, k) * col_scale * sign;
+            }
+        }
+        let mut bias = vec![0.0; shape.rows];
+        if layer.relu {
+            // Dummies: the padding positions get values the client cannot tell from neurons.
+            for b in bias.iter_mut() {
+                *b = (2.0 * uniform(&mut self.rng) - 1.0) * self.cfg.value_bound * 0.5;
+            }
+        }
+        for (j, &r) in row_pos.iter().enumerate() {
+            bias[r] = layer.bias[j];
+        }
+        let matrix = Matrix {
+            rows: shape.rows,
+            cols,
+            data,
+        };
+        let slots = self.eval.ctx().params().slots();
+        Ok((LinearTransform::new(&matrix, shape.lt_period, slots)?, bias))
+    }
+
+    /// W'·x + b' for layer `i`; with `signed = Some((ρ, x_σ))` also adds (W'·diag ρ)·x_σ.
+    fn apply_layer(
+        &mut self,
+        i: usize,
+        x: &Ct,
+        signed: Option<(&[f64], &Ct)>,
+    ) -> Result<Ct, ProtocolError> {
+        let (lt, bias) = self.permuted_layer(i, None)?;
+        let mut y = lt.apply_rescaling(self.eval, x, self.keys, self.cfg.rescale_primes)?;
+        if let Some((rho, x_sigma)) = signed {
+            let (lt_rho, _) = self.permuted_layer(i, Some(rho))?;
+            let part =
+                lt_rho.apply_rescaling(self.eval, x_sigma, self.keys, self.cfg.rescale_primes)?;
+            self.eval.add_assign(&mut y, &part)?;
+        }
+        let slots = self.eval.ctx().params().slots();
+        let period = lt.output_period();
+        let full: Vec<f64> = (0..slots)
+            .map(|t| bias.get(t % period).copied().unwrap_or(0.0))
+            .collect();
+        let b = self.eval.encode(&full, y.scale, y.level())?;
+        Ok(self.eval.add_plain(&y, &b)?)
+    }
+
+    /// Receives the encrypted input and answers with the first round (or the output).
+    pub fn on_input(&mut self, input: &[SeededCiphertext]) -> Result<ServerMessage, ProtocolError> {
+        if !matches!(self.state, State::AwaitInput) {
+            return Err(ProtocolError::Violation(
+                "input after the inference started",
+            ));
+        }
+        if input.len() != 1 {
+            return Err(ProtocolError::Violation("expected one input ciphertext"));
+        }
+        let ctx = self.eval.ctx();
+        let ct = input[0].expand(ctx)?;
+        ct.validate_level(ctx, ctx.params().top_level())?;
+        if ct.scale != self.cfg.scale {
+            return Err(ProtocolError::Violation("input at the wrong scale"));
+        }
+        let x = Ct::from_fresh(ctx, ct)?;
+        let start = Instant::now();
+        let y = self.apply_layer(0, &x, None)?;
+        let eval = start.elapsed();
+        self.emit(0, y, eval)
+    }
+
+    /// Sends layer `layer`'s output: a round if ReLU follows, else the result.
+    fn emit(
+        &mut self,
+        layer: usize,
+        y: Ct,
+        eval_time: Duration,
+    ) -> Result<ServerMessage, ProtocolError> {
+        let start = Instant::now();
+        let ctx = self.eval.ctx();
+        let params = ctx.params();
+        let h = params.handoff_level();
+        let y_h = self.eval.drop_to_level(&y, h)?;
+        let msg = if !self.model.model.layers[layer].relu {
+            let (out, _) = self
+                .eval
+                .prepare_outgoing(&y_h, h, self.keys, &mut self.rng)?;
+            self.state = State::Done;
+            ServerMessage::Output(OutputMessage {
+                len: self.model.model.output_len() as u32,
+                output: vec![out.into_ciphertext()],
+            })
+        } else {
+            self.round_message(layer, y_h)?
+        };
+        self.costs.push(RoundCost {
+            layer,
+            eval: eval_time,
+            messages: start.elapsed(),
+        });
+        Ok(msg)
+    }
+
+    fn round_message(&mut self, layer: usize, y_h: Ct) -> Result<ServerMessage, ProtocolError> {
+        let ctx = self.eval.ctx();
+        let params = ctx.params();
+        let n = ctx.n();
+        let h = params.handoff_level();
+        let round = self.rounds_sent;
+        let period = self.model.shapes[layer].out_period;
+
+        // HeRefresh: A ≥ N·B·2^(s−1) for the coefficient bound B of Δ·y + e.
+        let coeff_bound = y_h.scale * self.cfg.value_bound + y_h.noise_bound();
+        let log_a = ((n as f64 * coeff_bound).log2() + self.cfg.stat_bits as f64 - 1.0).ceil();
+        let room = params.log_q(h) - 2.0;
+        if log_a + 1.0 > room {
+            return Err(ProtocolError::Budget(format!(
+                "refresh mask needs 2^{log_a:.0} but the hand-off modulus leaves 2^{room:.1}"
+            )));
+        }
+        let mask = IntegerMask::sample(n, log_a as u32, &mut self.rng)?;
+        let mut refresh = self.eval.rerandomize(&y_h, self.keys, &mut self.rng)?;
+        let r_poly = mask.residues(ctx, Basis::level(h))?.into_ntt(ctx)?;
+        refresh.c0.add_assign(ctx, &r_poly)?;
+
+        // HeReLU: y∘r with r zero outside the first period, flooded.
+        let slots = params.slots();
+        let spread = 2f64.powi(self.cfg.r_spread_bits as i32);
+        let mut r = vec![0.0; slots];
+        let mut rho = vec![0.0; period];
+        for t in 0..period {
+            let magnitude = 1.0 + uniform(&mut self.rng) * (spread - 1.0);
+            let sign = if self.rng.next_u32() & 1 == 0 {
+                1.0
+            } else {
+                -1.0
+            };
+            r[t] = sign * magnitude;
+            rho[t] = sign;
+        }
+        let r_pt = self.eval.encode(&r, self.cfg.r_scale, h)?;
+        let masked = self.eval.mul_plain(&y_h, &r_pt)?;
+        let (relu, _) = self
+            .eval
+            .prepare_outgoing(&masked, h, self.keys, &mut self.rng)?;
+
+        let top = params.top_level();
+        let sign_scale = rescale_divisor(self.eval, top, self.cfg.rescale_primes);
+        self.rounds_sent += 1;
+        self.state = State::AwaitRound {
+            round,
+            layer,
+            mask,
+            rho,
+            scale: y_h.scale,
+            noise_var: y_h.noise_var,
+            sign_scale,
+        };
+        Ok(ServerMessage::Round(RoundRequest {
+            round,
+            period: period as u32,
+            sign_scale,
+            relu: vec![relu.into_ciphertext()],
+            refresh: vec![refresh.into_ciphertext()],
+        }))
+    }
+
+    /// Receives the client's answer to the current round and continues.
+    pub fn on_reply(&mut self, reply: &RoundReply) -> Result<ServerMessage, ProtocolError> {
+        // Any error ends the inference: the state is taken out and not put back.
+        let State::AwaitRound {
+            round,
+            layer,
+            mask,
+            rho,
+            scale,
+            noise_var,
+            sign_scale,
+        } = std::mem::replace(&mut self.state, State::Done)
+        else {
+            return Err(ProtocolError::Violation("no round in progress"));
+        };
+        if reply.round != round {
+            return Err(ProtocolError::Violation("reply to another round"));
+        }
+        if reply.signs.len() != 1 || reply.refreshed.len() != 1 {
+            return Err(ProtocolError::Violation(
+                "expected one ciphertext of each kind",
+            ));
+        }
+        let start = Instant::now();
+        let ctx = self.eval.ctx();
+        let top = ctx.params().top_level();
+        let eval = self.eval;
+
+        // Remove the mask exactly: z = Δ·y + e at the top level.
+        let z_ct = reply.refreshed[0].expand(ctx)?;
+        z_ct.validate_level(ctx, top)?;
+        if z_ct.scale != scale {
+            return Err(ProtocolError::Violation(
+                "refreshed ciphertext at the wrong scale",
+            ));
+        }
+        let mut z = Ct::from_fresh(ctx, z_ct)?;
+        z.noise_var += noise_var;
+        let r_top = mask.residues(ctx, Basis::level(top))?.into_ntt(ctx)?;
+        z.c0.sub_assign(ctx, &r_top)?;
+
+        let s_ct = reply.signs[0].expand(ctx)?;
+        s_ct.validate_level(ctx, top)?;
+        if s_ct.scale != sign_scale {
+            return Err(ProtocolError::Violation("signs at the wrong scale"));
+        }
+        let sigma = Ct::from_fresh(ctx, s_ct)?;
+
+        // z·σ at the full scale of the rescaled primes (σ's precision bounds the product's).
+        let mut prod = eval.mul(&z, &sigma, self.cfg.value_bound, 1.0, self.keys)?;
+        for _ in 0..self.cfg.rescale_primes {
+            prod = eval.rescale(&prod)?;
+        }
+        let z_low = eval.drop_to_level(&z, prod.level())?;
+        // Δ_σ is exactly the product of the primes rescaled away, so the scales agree up to f64
+        // rounding; anything more is a bug.
+        if (prod.scale / z_low.scale - 1.0).abs() > 1e-9 {
+            return Err(ProtocolError::Eval(crate::eval::EvalError::ScaleMismatch(
+                prod.scale.log2(),
+                z_low.scale.log2(),
+            )));
+        }
+        prod.scale = z_low.scale;
+        // W·ReLU(z) = ½·W·z + ½·(W·diag ρ)·(z∘σ): sign(z) = σ·ρ, with ρ folded into the columns.
+        let next = layer + 1;
+        let y = self.apply_layer(next, &z_low, Some((&rho, &prod)))?;
+        let eval_time = start.elapsed();
+        self.emit(next, y, eval_time)
+    }
+
+    /// True once the output has been sent.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+}
