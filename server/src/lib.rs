@@ -6,5 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod demo;
 pub mod eval;
+pub mod model;
 pub mod protocol;

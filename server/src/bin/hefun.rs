@@ -1,0 +1,352 @@
+//! `hefun`: private MNIST inference with the HeFUN protocol.
+//!
+//! `hefun demo` runs test images through the whole protocol (client and server in one process,
+//! real wire messages) and compares each encrypted prediction with the plaintext model (tract).
+//! `hefun bench` does the same and writes a JSON report.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+use client_core::params::{Params, HEFUN_N16384};
+use indicatif::{ProgressBar, ProgressStyle};
+use server::demo::{argmax, InferenceReport, Session};
+use server::model::import;
+use server::model::mnist::MnistTest;
+use server::protocol::ProtocolConfig;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "hefun",
+    version,
+    about = "Private neural-network inference (HeFUN)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// `small`, `large`, or the path of an ONNX file.
+    #[arg(long, default_value = "small")]
+    model: String,
+    /// Number of MNIST test images (from the first).
+    #[arg(long, default_value_t = 100)]
+    images: usize,
+    /// Server threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Directory with the bundled models and `mnist/` (default: ./data or the repository's).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Images used to calibrate the pre-activation bound.
+    #[arg(long, default_value_t = 200)]
+    calibration: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run MNIST test images through the full protocol and compare with the plaintext model.
+    Demo(Common),
+    /// Like demo, and write a JSON report.
+    Bench {
+        #[command(flatten)]
+        common: Common,
+        /// Where to write the JSON report.
+        #[arg(long)]
+        json: PathBuf,
+    },
+}
+
+fn data_dir(arg: &Option<PathBuf>) -> PathBuf {
+    if let Some(d) = arg {
+        return d.clone();
+    }
+    let local = PathBuf::from("data");
+    if local.join("mnist").exists() {
+        return local;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")
+}
+
+fn model_path(model: &str, data: &Path) -> PathBuf {
+    match model {
+        "small" => data.join("mnist_small.onnx"),
+        "large" => data.join("mnist_large.onnx"),
+        path => PathBuf::from(path),
+    }
+}
+
+struct Outcome {
+    report: InferenceReport,
+    encrypted: usize,
+    plaintext: usize,
+    label: usize,
+}
+
+struct Run {
+    name: String,
+    session: Session,
+    outcomes: Vec<Outcome>,
+    threads: usize,
+    value_bound: f64,
+}
+
+fn entropy() -> Result<[u8; 32]> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no OS entropy: {e}"))?;
+    Ok(seed)
+}
+
+fn run(common: &Common) -> Result<Run> {
+    let data = data_dir(&common.data);
+    let path = model_path(&common.model, &data);
+    let imported = import(&path).with_context(|| format!("importing {}", path.display()))?;
+    let test = MnistTest::load(&data.join("mnist"))
+        .with_context(|| format!("loading MNIST from {}", data.join("mnist").display()))?;
+    if common.images == 0 || common.images > test.images.len() {
+        bail!("--images must be between 1 and {}", test.images.len());
+    }
+    let model = imported.model.clone();
+    if model.input_len != 784 {
+        bail!(
+            "the demo needs a 28×28 input model; this one takes {} values",
+            model.input_len
+        );
+    }
+    // Calibration: the largest |pre-activation| on the first images, with a 50 % margin.
+    let calibration = common.calibration.min(test.images.len()).max(1);
+    let mut bound = 1.0f64;
+    for img in &test.images[..calibration] {
+        let x: Vec<f64> = img.iter().map(|&p| p as f64).collect();
+        for layer in model.pre_activations(&x) {
+            bound = layer.iter().fold(bound, |b, v| b.max(v.abs()));
+        }
+    }
+    let value_bound = (bound * 1.5).ceil();
+    let params = Params::from_spec(&HEFUN_N16384)?;
+    let cfg = ProtocolConfig::for_params(&params, 2, value_bound);
+    let threads = common
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = server::eval::thread_pool(threads)?;
+    eprintln!(
+        "model {} ({} layers), preset {}, |pre-activation| ≤ {value_bound} (calibrated on {calibration} images), {threads} server threads",
+        path.display(),
+        model.layers.len(),
+        params.name()
+    );
+    eprintln!("generating client keys…");
+    let (client_seed, server_seed) = (entropy()?, entropy()?);
+    let session = pool.install(|| Session::new(&params, model, cfg, client_seed, server_seed))?;
+    eprintln!(
+        "keys: {:.1} s to generate, {:.1} MB to upload",
+        session.keygen.as_secs_f64(),
+        session.key_bytes as f64 / 1e6
+    );
+    let mut session = session;
+    let bar = ProgressBar::new(common.images as u64);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} [{elapsed_precise} < {eta}] {msg}",
+    )?);
+    let mut outcomes = Vec::with_capacity(common.images);
+    let mut agree = 0;
+    for (i, img) in test.images[..common.images].iter().enumerate() {
+        let x: Vec<f64> = img.iter().map(|&p| p as f64).collect();
+        let report = pool.install(|| session.infer(&x))?;
+        let reference = imported.reference(img)?;
+        let encrypted = argmax(&report.output);
+        let plaintext = argmax(&reference);
+        let label = test.labels[i] as usize;
+        agree += (encrypted == plaintext) as usize;
+        let line = format!(
+            "image {i:>5}: encrypted {encrypted}  plaintext {plaintext}  label {label}  {}  {:>6.0} ms (client {:.0} ms, server {:.0} ms)",
+            if encrypted == plaintext { "agree" } else { "DISAGREE" },
+            report.total.as_secs_f64() * 1e3,
+            report.client.as_secs_f64() * 1e3,
+            report.server.as_secs_f64() * 1e3,
+        );
+        // Without a terminal the bar is hidden and so is its println.
+        if bar.is_hidden() {
+            println!("{line}");
+        } else {
+            bar.println(line);
+        }
+        bar.set_message(format!("agreement {agree}/{}", i + 1));
+        bar.inc(1);
+        outcomes.push(Outcome {
+            report,
+            encrypted,
+            plaintext,
+            label,
+        });
+    }
+    bar.finish_and_clear();
+    Ok(Run {
+        name: common.model.clone(),
+        session,
+        outcomes,
+        threads,
+        value_bound,
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let idx = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[idx]
+}
+
+struct Summary {
+    images: usize,
+    acc_enc: f64,
+    acc_plain: f64,
+    agreement: f64,
+    median: f64,
+    p90: f64,
+    client: f64,
+    server: f64,
+    up: f64,
+    down: f64,
+    rounds: usize,
+}
+
+fn summarize(run: &Run) -> Summary {
+    let n = run.outcomes.len();
+    let frac = |f: &dyn Fn(&Outcome) -> bool| {
+        run.outcomes.iter().filter(|o| f(o)).count() as f64 / n as f64
+    };
+    let lat: Vec<f64> = run.outcomes.iter().map(|o| ms(o.report.total)).collect();
+    Summary {
+        images: n,
+        acc_enc: frac(&|o| o.encrypted == o.label),
+        acc_plain: frac(&|o| o.plaintext == o.label),
+        agreement: frac(&|o| o.encrypted == o.plaintext),
+        median: percentile(lat.clone(), 0.5),
+        p90: percentile(lat, 0.9),
+        client: percentile(
+            run.outcomes.iter().map(|o| ms(o.report.client)).collect(),
+            0.5,
+        ),
+        server: percentile(
+            run.outcomes.iter().map(|o| ms(o.report.server)).collect(),
+            0.5,
+        ),
+        up: percentile(
+            run.outcomes
+                .iter()
+                .map(|o| o.report.bytes_up as f64)
+                .collect(),
+            0.5,
+        ),
+        down: percentile(
+            run.outcomes
+                .iter()
+                .map(|o| o.report.bytes_down as f64)
+                .collect(),
+            0.5,
+        ),
+        rounds: run.outcomes.first().map_or(0, |o| o.report.rounds),
+    }
+}
+
+fn print_summary(run: &Run, s: &Summary) {
+    println!();
+    println!("| model | images | encrypted acc. | plaintext acc. | agreement | latency median (p90) | client | server | up | down | rounds |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {} | {:.2} % | {:.2} % | {:.2} % | {:.0} ms ({:.0}) | {:.0} ms | {:.0} ms | {:.2} MB | {:.2} MB | {} |",
+        run.name,
+        s.images,
+        100.0 * s.acc_enc,
+        100.0 * s.acc_plain,
+        100.0 * s.agreement,
+        s.median,
+        s.p90,
+        s.client,
+        s.server,
+        s.up / 1e6,
+        s.down / 1e6,
+        s.rounds
+    );
+}
+
+fn layer_rows(run: &Run) -> Vec<serde_json::Value> {
+    let layers = &run.session.model.model().layers;
+    let count = run.outcomes.first().map_or(0, |o| o.report.layers.len());
+    (0..count)
+        .map(|i| {
+            let med = |f: &dyn Fn(&server::demo::LayerReport) -> f64| {
+                percentile(run.outcomes.iter().map(|o| f(&o.report.layers[i])).collect(), 0.5)
+            };
+            let l = &layers[i.min(layers.len() - 1)];
+            serde_json::json!({
+                "name": format!("layer{i}"),
+                "kind": format!("affine {}x{}{}", l.weights.rows, l.weights.cols, if l.relu { " + ReLU round" } else { " (output)" }),
+                "server_ms_median": med(&|r| ms(r.server)),
+                "client_ms_median": med(&|r| ms(r.client)),
+                "bytes_up": med(&|r| r.bytes_up as f64),
+                "bytes_down": med(&|r| r.bytes_down as f64),
+            })
+        })
+        .collect()
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo(common) => {
+            let run = run(&common)?;
+            let s = summarize(&run);
+            print_summary(&run, &s);
+            if s.agreement < 1.0 {
+                eprintln!(
+                    "note: {} image(s) disagree",
+                    run.outcomes
+                        .iter()
+                        .filter(|o| o.encrypted != o.plaintext)
+                        .count()
+                );
+            }
+        }
+        Command::Bench { common, json } => {
+            let run = run(&common)?;
+            let s = summarize(&run);
+            print_summary(&run, &s);
+            let report = serde_json::json!({
+                "model": run.name,
+                "preset": run.session.ctx.params().name(),
+                "images": s.images,
+                "accuracy_encrypted": s.acc_enc,
+                "accuracy_plaintext": s.acc_plain,
+                "agreement": s.agreement,
+                "latency_ms": { "median": s.median, "p90": s.p90 },
+                "client_ms_median": s.client,
+                "server_ms_median": s.server,
+                "bytes_client_to_server": s.up,
+                "bytes_server_to_client": s.down,
+                "key_upload_bytes": run.session.key_bytes,
+                "rounds": s.rounds,
+                "threads": run.threads,
+                "value_bound": run.value_bound,
+                "layers": layer_rows(&run),
+            });
+            std::fs::write(&json, serde_json::to_string_pretty(&report)?)
+                .with_context(|| format!("writing {}", json.display()))?;
+            eprintln!("wrote {}", json.display());
+        }
+    }
+    Ok(())
+}

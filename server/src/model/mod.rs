@@ -1,0 +1,6 @@
+//! Models: ONNX import and the MNIST test data.
+
+pub mod mnist;
+pub mod onnx;
+
+pub use onnx::{import, ImportError, ImportedModel};
