@@ -20,6 +20,9 @@ pub struct Modulus {
     barrett: u64,
     /// floor(2^64 / q), for reducing arbitrary u64.
     barrett64: u64,
+    /// 2^64 mod q and its Shoup form, for reducing 128-bit values.
+    two64: u64,
+    two64_shoup: u64,
 }
 
 impl Modulus {
@@ -32,11 +35,15 @@ impl Modulus {
         }
         let barrett = ((1u128 << (bits + 63)) / q as u128) as u64;
         let barrett64 = ((1u128 << 64) / q as u128) as u64;
+        let two64 = ((1u128 << 64) % q as u128) as u64;
+        let two64_shoup = (((two64 as u128) << 64) / q as u128) as u64;
         Some(Self {
             q,
             bits,
             barrett,
             barrett64,
+            two64,
+            two64_shoup,
         })
     }
 
@@ -109,13 +116,21 @@ impl Modulus {
         }
     }
 
+    /// x mod q for any u128 (hi·2^64 + lo ≡ hi·(2^64 mod q) + lo), without a 128-bit division.
+    #[inline]
+    pub fn reduce_u128(&self, x: u128) -> u64 {
+        let hi = self.reduce_u64((x >> 64) as u64);
+        let lo = self.reduce_u64(x as u64);
+        self.add(self.mul_shoup(hi, self.two64, self.two64_shoup), lo)
+    }
+
     /// x mod q for a signed 128-bit value.
     #[inline]
     pub fn reduce_i128(&self, x: i128) -> u64 {
         if let Ok(small) = i64::try_from(x) {
             return self.reduce_i64(small);
         }
-        let r = (x.unsigned_abs() % self.q as u128) as u64;
+        let r = self.reduce_u128(x.unsigned_abs());
         if x < 0 {
             self.neg(r)
         } else {

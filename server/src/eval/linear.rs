@@ -258,16 +258,22 @@ impl LinearTransform {
         }
         let slots = eval.ctx().params().slots();
         let scale = rescale_divisor(eval, level, primes);
-        let mut out = Vec::with_capacity(self.groups.len());
-        for (&j, group) in &self.groups {
-            let mut encoded = Vec::with_capacity(group.len());
-            for (i, values) in group {
-                // Repeat the period across all slots.
-                let full: Vec<f64> = (0..slots).map(|t| values[t % self.period]).collect();
-                encoded.push((*i, eval.encode(&full, scale, level)?));
-            }
-            out.push((j, encoded));
-        }
+        // Diagonals are independent: encode them in parallel.
+        let out = self
+            .groups
+            .par_iter()
+            .map(|(&j, group)| {
+                let encoded = group
+                    .par_iter()
+                    .map(|(i, values)| {
+                        // Repeat the period across all slots.
+                        let full: Vec<f64> = (0..slots).map(|t| values[t % self.period]).collect();
+                        Ok((*i, eval.encode(&full, scale, level)?))
+                    })
+                    .collect::<EvalResult<Vec<_>>>()?;
+                Ok((j, encoded))
+            })
+            .collect::<EvalResult<Vec<_>>>()?;
         let out = Arc::new(out);
         cache.insert((level, primes), out.clone());
         Ok(out)

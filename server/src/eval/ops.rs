@@ -72,8 +72,10 @@ impl Evaluator {
     /// Encodes real values into an NTT-form plaintext at `level` and `scale`.
     pub fn encode(&self, values: &[f64], scale: f64, level: usize) -> EvalResult<PlainNtt> {
         let pt = self.encoder().encode(self.ctx(), values, scale, level)?;
-        let int = client_core::ring::IntPoly::reconstruct(self.ctx(), &pt.poly)?;
-        let sq_norm = (0..int.len()).map(|i| int.coeff_f64(i).powi(2)).sum();
+        // Parseval for the canonical embedding with real slots: Σ m_i² = (2/N)·Δ²·Σ z_j²
+        // (plus the rounding, at most N/4, negligible at any useful scale).
+        let n = self.ctx().n() as f64;
+        let sq_norm = 2.0 / n * scale * scale * values.iter().map(|v| v * v).sum::<f64>() + n / 4.0;
         Ok(PlainNtt {
             poly: pt.poly.into_ntt(self.ctx())?,
             scale,
