@@ -47,6 +47,10 @@ struct Common {
     /// Images used to calibrate the pre-activation bound.
     #[arg(long, default_value_t = 200)]
     calibration: usize,
+    /// Exit with an error if fewer than this fraction of encrypted predictions agree with the
+    /// plaintext model (CI uses 1).
+    #[arg(long, default_value_t = 0.0)]
+    min_agreement: f64,
 }
 
 #[derive(Subcommand)]
@@ -311,6 +315,13 @@ fn main() -> Result<()> {
             let run = run(&common)?;
             let s = summarize(&run);
             print_summary(&run, &s);
+            if s.agreement < common.min_agreement {
+                bail!(
+                    "agreement {:.2} % is below the required {:.2} %",
+                    100.0 * s.agreement,
+                    100.0 * common.min_agreement
+                );
+            }
             if s.agreement < 1.0 {
                 eprintln!(
                     "note: {} image(s) disagree",
