@@ -27,7 +27,7 @@ mod session;
 
 pub use mask::IntegerMask;
 pub use model::{Layer, Model};
-pub use session::{CompiledModel, Inference, ProtocolConfig, RoundCost};
+pub use session::{CompiledModel, HidingAudit, Inference, ProtocolConfig, RoundCost};
 
 use crate::eval::EvalError;
 

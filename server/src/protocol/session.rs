@@ -12,7 +12,7 @@ use client_core::sampling::{Csprng, Seed};
 use super::mask::IntegerMask;
 use super::model::Model;
 use super::ProtocolError;
-use crate::eval::{rescale_divisor, Ct, EvalKeys, Evaluator, LinearTransform, Matrix};
+use crate::eval::{rescale_divisor, Ct, EvalKeys, Evaluator, FloodReport, LinearTransform, Matrix};
 
 /// Scales and bounds of the protocol (chosen by the parameter planner).
 #[derive(Clone, Debug, PartialEq)]
@@ -138,6 +138,19 @@ impl CompiledModel {
     }
 }
 
+/// What the server used to hide one outgoing round or output (for audits and tests).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HidingAudit {
+    /// Layer whose output was sent.
+    pub layer: usize,
+    /// log2 of the bound B on the refresh message's coefficients (Δ·Y + noise); 0 for outputs.
+    pub refresh_coeff_bound_bits: f64,
+    /// log2 of the refresh mask bound A; 0 for outputs.
+    pub mask_bits: f64,
+    /// Flooding of the ReLU message (or of the output).
+    pub flood: FloodReport,
+}
+
 /// Server time spent on one layer.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RoundCost {
@@ -175,6 +188,8 @@ pub struct Inference<'a> {
     perms: Vec<Vec<usize>>,
     state: State,
     rounds_sent: u32,
+    /// How every outgoing message was hidden.
+    pub audits: Vec<HidingAudit>,
     /// Per-layer server time.
     pub costs: Vec<RoundCost>,
 }
@@ -219,6 +234,7 @@ impl<'a> Inference<'a> {
             perms,
             state: State::AwaitInput,
             rounds_sent: 0,
+            audits: Vec::new(),
             costs: Vec::new(),
         }
     }
@@ -337,9 +353,15 @@ impl<'a> Inference<'a> {
         let h = params.handoff_level();
         let y_h = self.eval.drop_to_level(&y, h)?;
         let msg = if !self.model.model.layers[layer].relu {
-            let (out, _) = self
+            let (out, flood) = self
                 .eval
                 .prepare_outgoing(&y_h, h, self.keys, &mut self.rng)?;
+            self.audits.push(HidingAudit {
+                layer,
+                refresh_coeff_bound_bits: 0.0,
+                mask_bits: 0.0,
+                flood,
+            });
             self.state = State::Done;
             ServerMessage::Output(OutputMessage {
                 len: self.model.model.output_len() as u32,
@@ -395,9 +417,15 @@ impl<'a> Inference<'a> {
         }
         let r_pt = self.eval.encode(&r, self.cfg.r_scale, h)?;
         let masked = self.eval.mul_plain(&y_h, &r_pt)?;
-        let (relu, _) = self
+        let (relu, flood) = self
             .eval
             .prepare_outgoing(&masked, h, self.keys, &mut self.rng)?;
+        self.audits.push(HidingAudit {
+            layer,
+            refresh_coeff_bound_bits: coeff_bound.log2(),
+            mask_bits: log_a,
+            flood,
+        });
 
         let top = params.top_level();
         let sign_scale = rescale_divisor(self.eval, top, self.cfg.rescale_primes);

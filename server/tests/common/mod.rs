@@ -1,6 +1,8 @@
 //! Test harness: a client (secret key) and the evaluator with uploaded keys.
 #![allow(dead_code)]
 
+pub mod world;
+
 use std::sync::Arc;
 
 use client_core::cipher::{decrypt, decrypt_slots, encrypt_symmetric};

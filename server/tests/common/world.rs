@@ -1,0 +1,131 @@
+//! A client, the server and a small random network, for protocol-level tests.
+
+use std::sync::Arc;
+
+use client_core::encoding::Encoder;
+use client_core::keys::{PublicKey, SecretKey, SwitchingKey};
+use client_core::params::{Params, HEFUN_N16384};
+use client_core::protocol::{ClientMessage, ClientStep, InferenceClient};
+use client_core::rand_core::{Rng, SeedableRng};
+use client_core::ring::Context;
+use client_core::sampling::Csprng;
+use server::eval::{EvalKeys, Evaluator, Matrix};
+use server::protocol::{CompiledModel, HidingAudit, Inference, Layer, Model, ProtocolConfig};
+
+pub struct World {
+    pub ctx: Arc<Context>,
+    pub encoder: Encoder,
+    pub sk: SecretKey,
+    pub eval: Evaluator,
+    pub keys: EvalKeys,
+    pub model: CompiledModel,
+    pub cfg: ProtocolConfig,
+    pub rng: Csprng,
+}
+
+fn random_layer(rng: &mut Csprng, rows: usize, cols: usize, relu: bool) -> Layer {
+    let scale = 2.0 / (cols as f64).sqrt();
+    let mut v = || (rng.next_u64() as f64 / u64::MAX as f64 * 2.0 - 1.0) * scale;
+    let data = (0..rows * cols).map(|_| v()).collect();
+    let bias = (0..rows).map(|_| v()).collect();
+    Layer {
+        weights: Matrix { rows, cols, data },
+        bias,
+        relu,
+    }
+}
+
+pub fn world() -> World {
+    let params = Params::from_spec(&HEFUN_N16384).unwrap();
+    let ctx = Arc::new(Context::new(&params).unwrap());
+    let encoder = Encoder::new(params.log_n());
+    let mut rng = Csprng::from_seed([77; 32]);
+    let sk = SecretKey::generate(&ctx, &mut rng).unwrap();
+    let model = Model {
+        input_len: 64,
+        layers: vec![
+            random_layer(&mut rng, 40, 64, true),
+            random_layer(&mut rng, 20, 40, true),
+            random_layer(&mut rng, 10, 20, false),
+        ],
+    };
+    let model = CompiledModel::new(model, params.slots()).unwrap();
+    let eval = Evaluator::new(ctx.clone()).unwrap();
+    let mut keys = EvalKeys::default();
+    keys.set_public(&ctx, &PublicKey::generate(&ctx, &sk, &mut rng).unwrap())
+        .unwrap();
+    keys.add_switching(
+        &ctx,
+        &SwitchingKey::relinearization(&ctx, &sk, &mut rng).unwrap(),
+    )
+    .unwrap();
+    for step in model.rotation_steps(params.slots()).unwrap() {
+        keys.add_switching(
+            &ctx,
+            &SwitchingKey::rotation(&ctx, &sk, step, &mut rng).unwrap(),
+        )
+        .unwrap();
+    }
+    let cfg = ProtocolConfig::for_params(&params, 2, 16.0);
+    World {
+        ctx,
+        encoder,
+        sk,
+        eval,
+        keys,
+        model,
+        cfg,
+        rng,
+    }
+}
+
+/// Everything one inference showed.
+pub struct Trace {
+    /// The decrypted output.
+    pub output: Vec<f64>,
+    /// The server's permutation of the first hidden layer.
+    pub perm: Vec<usize>,
+    /// Round trips.
+    pub rounds: usize,
+    /// How the server hid each outgoing message.
+    pub audits: Vec<HidingAudit>,
+    /// Everything the client sent (the server's view).
+    pub client_messages: Vec<ClientMessage>,
+}
+
+/// Runs one inference with server seed `seed`.
+pub fn infer(w: &mut World, x: &[f64], seed: u8) -> Trace {
+    let mut server = Inference::new(&w.eval, &w.keys, &w.model, &w.cfg, [seed; 32]);
+    let perm = server.permutation(0).unwrap().to_vec();
+    let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
+    let spec = w.model.input_spec(&w.cfg);
+    let first = client.start(x, &spec, &mut w.rng).unwrap();
+    let mut client_messages = vec![first.clone()];
+    let ClientMessage::Input(input) = first else {
+        panic!("expected input")
+    };
+    let mut msg = server.on_input(&input).unwrap();
+    let mut rounds = 0;
+    loop {
+        match client.handle(&msg, &mut w.rng).unwrap() {
+            ClientStep::Reply(reply) => {
+                client_messages.push(reply.clone());
+                let ClientMessage::RoundReply(reply) = reply else {
+                    panic!("input twice")
+                };
+                rounds += 1;
+                msg = server.on_reply(&reply).unwrap();
+            }
+            ClientStep::Done(output) => {
+                assert!(server.is_done());
+                return Trace {
+                    output,
+                    perm,
+                    rounds,
+                    audits: server.audits.clone(),
+                    client_messages,
+                };
+            }
+        }
+    }
+}
