@@ -197,6 +197,20 @@ impl Encoder {
         Ok(())
     }
 
+    /// Δ·m rounded, as integer-valued f64 coefficients (N of them), for callers that reduce
+    /// into their own bases (e.g. a server encoding periodic plaintexts in a smaller ring).
+    /// Fails on non-finite values, more values than slots, or |coefficient| ≥ `max_abs`.
+    pub fn scaled_coefficients(
+        &self,
+        values: &[f64],
+        scale: f64,
+        max_abs: f64,
+    ) -> Result<Vec<f64>> {
+        let mut out = vec![0.0; 2 * self.slots()];
+        self.coefficients(values, scale, max_abs, |t, c| out[t] = c)?;
+        Ok(out)
+    }
+
     /// Encodes real values into a plaintext over the ciphertext primes up to `level`, at
     /// `scale`. Fails if a scaled coefficient would not fit below Q_level / 2.
     pub fn encode(

@@ -189,3 +189,21 @@ fn single_and_multi_threaded_results_agree() {
         assert_eq!(p.c1, q.c1);
     }
 }
+
+#[test]
+fn periodic_encoding_equals_full_encoding() {
+    for (name, spec) in presets() {
+        let mut h = Harness::new(spec, &[], 7);
+        let slots = h.slots();
+        for period in [8usize, 64, 1024, slots] {
+            let v = h.values(period, 3.0);
+            let full: Vec<f64> = (0..slots).map(|t| v[t % period]).collect();
+            let level = h.params.top_level();
+            let a = h.eval.encode(&full, 2f64.powi(30), level).unwrap();
+            let b = h.eval.encode_periodic(&v, 2f64.powi(30), level).unwrap();
+            // Both round the same real coefficients; the fast path must give the same plaintext.
+            assert_eq!(a.poly, b.poly, "{name}, period {period}");
+            assert!((a.sq_norm / b.sq_norm - 1.0).abs() < 1e-6);
+        }
+    }
+}

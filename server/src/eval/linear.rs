@@ -256,7 +256,6 @@ impl LinearTransform {
         if let Some(e) = cache.get(&(level, primes)) {
             return Ok(e.clone());
         }
-        let slots = eval.ctx().params().slots();
         let scale = rescale_divisor(eval, level, primes);
         // Diagonals are independent: encode them in parallel.
         let out = self
@@ -265,11 +264,7 @@ impl LinearTransform {
             .map(|(&j, group)| {
                 let encoded = group
                     .par_iter()
-                    .map(|(i, values)| {
-                        // Repeat the period across all slots.
-                        let full: Vec<f64> = (0..slots).map(|t| values[t % self.period]).collect();
-                        Ok((*i, eval.encode(&full, scale, level)?))
-                    })
+                    .map(|(i, values)| Ok((*i, eval.encode_periodic(values, scale, level)?)))
                     .collect::<EvalResult<Vec<_>>>()?;
                 Ok((j, encoded))
             })

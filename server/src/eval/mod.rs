@@ -11,6 +11,7 @@ mod keyswitch;
 mod linear;
 mod ops;
 mod outgoing;
+mod periodic;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub use keyswitch::{Decomposed, KeySwitcher};
 pub use linear::{rescale_divisor, Layout, LinearTransform, Matrix, TransformCost};
 pub use ops::{public_key_noise_var, Ct3};
 pub use outgoing::FloodReport;
+pub use periodic::PeriodicEncoder;
 
 /// Errors of the evaluator.
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +211,7 @@ pub struct Evaluator {
     encoder: Encoder,
     switcher: KeySwitcher,
     galois: GaloisTables,
+    periodic: PeriodicEncoder,
 }
 
 impl Evaluator {
@@ -222,6 +225,7 @@ impl Evaluator {
             encoder,
             switcher,
             galois,
+            periodic: PeriodicEncoder::default(),
         })
     }
 
@@ -238,6 +242,24 @@ impl Evaluator {
     /// The key switcher.
     pub fn switcher(&self) -> &KeySwitcher {
         &self.switcher
+    }
+
+    /// Encodes a slot vector that repeats `values` (one period, a power of two) at `scale`
+    /// and `level`; much cheaper than [`Evaluator::encode`] for short periods.
+    pub fn encode_periodic(
+        &self,
+        values: &[f64],
+        scale: f64,
+        level: usize,
+    ) -> EvalResult<PlainNtt> {
+        if values.len() < 8 {
+            let slots = self.ctx.params().slots();
+            let full: Vec<f64> = (0..slots)
+                .map(|t| values[t % values.len().max(1)])
+                .collect();
+            return self.encode(&full, scale, level);
+        }
+        self.periodic.encode(&self.ctx, values, scale, level)
     }
 
     /// The NTT-domain automorphism tables.

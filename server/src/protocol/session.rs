@@ -308,12 +308,11 @@ impl<'a> Inference<'a> {
                 lt_rho.apply_rescaling(self.eval, x_sigma, self.keys, self.cfg.rescale_primes)?;
             self.eval.add_assign(&mut y, &part)?;
         }
-        let slots = self.eval.ctx().params().slots();
         let period = lt.output_period();
-        let full: Vec<f64> = (0..slots)
-            .map(|t| bias.get(t % period).copied().unwrap_or(0.0))
+        let one_period: Vec<f64> = (0..period)
+            .map(|t| bias.get(t).copied().unwrap_or(0.0))
             .collect();
-        let b = self.eval.encode(&full, y.scale, y.level())?;
+        let b = self.eval.encode_periodic(&one_period, y.scale, y.level())?;
         Ok(self.eval.add_plain(&y, &b)?)
     }
 
