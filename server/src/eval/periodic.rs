@@ -16,12 +16,15 @@ use tfhe_ntt::prime64::Plan;
 
 use super::{EvalError, EvalResult, PlainNtt};
 
+/// A size-N' NTT plan for one prime and the gather map from its slots to the size-N NTT slots.
+type SmallPlan = Arc<(Plan, Vec<u32>)>;
+
 /// Small-ring encoders, NTT plans and index maps, built on first use.
 #[derive(Default)]
 pub struct PeriodicEncoder {
     encoders: Mutex<HashMap<usize, Arc<Encoder>>>,
     /// (global prime index, N') → (plan of size N', gather map of length N).
-    plans: Mutex<HashMap<(usize, usize), Arc<(Plan, Vec<u32>)>>>,
+    plans: Mutex<HashMap<(usize, usize), SmallPlan>>,
 }
 
 impl PeriodicEncoder {
@@ -33,7 +36,7 @@ impl PeriodicEncoder {
             .clone())
     }
 
-    fn plan(&self, ctx: &Context, pi: usize, small_n: usize) -> EvalResult<Arc<(Plan, Vec<u32>)>> {
+    fn plan(&self, ctx: &Context, pi: usize, small_n: usize) -> EvalResult<SmallPlan> {
         let mut map = self.plans.lock().map_err(|_| EvalError::Poisoned)?;
         if let Some(p) = map.get(&(pi, small_n)) {
             return Ok(p.clone());
