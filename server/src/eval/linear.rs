@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+use client_core::ring::{Ntt, Poly};
 use rayon::prelude::*;
 
 use super::{Ct, EvalError, EvalKeys, EvalResult, Evaluator, PlainNtt};
@@ -302,16 +303,24 @@ impl LinearTransform {
         let partials = diags
             .par_iter()
             .map(|(j, group)| -> EvalResult<Option<Ct>> {
+                // Σ_i pdiag ⊙ rot_i(x), accumulated in place with the SIMD multiply-accumulate.
                 let mut inner: Option<Ct> = None;
                 for (i, pt) in group {
                     let xi = by_step
                         .get(i)
                         .ok_or(EvalError::Internal("missing baby step"))?;
-                    let term = eval.mul_plain(xi, pt)?;
-                    match inner.as_mut() {
-                        None => inner = Some(term),
-                        Some(acc) => eval.add_assign(acc, &term)?,
-                    }
+                    let acc = match inner.as_mut() {
+                        Some(acc) => acc,
+                        None => inner.insert(Ct {
+                            c0: Poly::<Ntt>::zero(eval.ctx(), xi.c0.basis())?,
+                            c1: Poly::<Ntt>::zero(eval.ctx(), xi.c1.basis())?,
+                            scale: xi.scale * pt.scale,
+                            noise_var: 0.0,
+                        }),
+                    };
+                    acc.c0.mul_acc(eval.ctx(), &xi.c0, &pt.poly)?;
+                    acc.c1.mul_acc(eval.ctx(), &xi.c1, &pt.poly)?;
+                    acc.noise_var += xi.noise_var * pt.sq_norm;
                 }
                 match inner {
                     None => Ok(None),

@@ -91,6 +91,8 @@ impl PeriodicEncoder {
         let coeffs = self
             .encoder(period)?
             .scaled_coefficients(values, scale, max_abs)?;
+        // Convert once (f64 → i128 is a library call), reduce per limb.
+        let coeffs: Vec<i128> = coeffs.iter().map(|&c| c as i128).collect();
         let basis = Basis::level(level);
         let mut poly = Poly::<Ntt>::zero(ctx, basis)?;
         let mut small = vec![0u64; small_n];
@@ -98,11 +100,7 @@ impl PeriodicEncoder {
             let pi = ctx.prime_index(basis, pos);
             let m = ctx.modulus_at(pi);
             for (o, &c) in small.iter_mut().zip(&coeffs) {
-                *o = if c.abs() < 9.2e18 {
-                    m.reduce_i64(c as i64)
-                } else {
-                    m.reduce_i128(c as i128)
-                };
+                *o = m.reduce_i128(c);
             }
             let entry = self.plan(ctx, pi, small_n)?;
             let (plan, gather) = (&entry.0, &entry.1);
