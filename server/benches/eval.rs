@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use client_core::cipher::encrypt_symmetric;
-use client_core::keys::{PublicKey, SecretKey, SwitchingKey};
+use client_core::keys::SecretKey;
 use client_core::params::{ParamSpec, Params, COMPACT_N8192, DEFAULT_N16384};
 use client_core::rand_core::{Rng, SeedableRng};
 use client_core::ring::Context;
@@ -42,21 +42,7 @@ fn setup(spec: &ParamSpec, rotations: &[i64]) -> Bench {
     let eval = Evaluator::new(ctx.clone()).unwrap();
     let mut rng = Csprng::from_seed([9; 32]);
     let sk = SecretKey::generate(&ctx, &mut rng).unwrap();
-    let mut keys = EvalKeys::default();
-    keys.set_public(&ctx, &PublicKey::generate(&ctx, &sk, &mut rng).unwrap())
-        .unwrap();
-    keys.add_switching(
-        &ctx,
-        &SwitchingKey::relinearization(&ctx, &sk, &mut rng).unwrap(),
-    )
-    .unwrap();
-    for &r in rotations {
-        keys.add_switching(
-            &ctx,
-            &SwitchingKey::rotation(&ctx, &sk, r, &mut rng).unwrap(),
-        )
-        .unwrap();
-    }
+    let (keys, _) = server::demo::generate_keys(&ctx, &sk, rotations, &mut rng).unwrap();
     let slots = params.slots();
     let enc = |rng: &mut Csprng| {
         let v = values(rng, slots, 1.0);

@@ -77,6 +77,30 @@ fn wire<T: Serialize + DeserializeOwned>(msg: &T) -> Result<(T, usize), Protocol
     Ok((back, bytes.len()))
 }
 
+/// The client's side of key setup, for one process holding both parties (demos, tests,
+/// benchmarks): a public key, a relinearisation key and the Galois keys for `rotation_steps`,
+/// each passed through the wire encoding and validated as the server would. Returns the server's
+/// expanded keys and the bytes uploaded.
+pub fn generate_keys(
+    ctx: &Context,
+    sk: &SecretKey,
+    rotation_steps: &[i64],
+    rng: &mut Csprng,
+) -> Result<(EvalKeys, usize), ProtocolError> {
+    let mut keys = EvalKeys::default();
+    let (pk, mut bytes) = wire(&PublicKey::generate(ctx, sk, rng)?)?;
+    keys.set_public(ctx, &pk)?;
+    let (relin, n) = wire(&SwitchingKey::relinearization(ctx, sk, rng)?)?;
+    bytes += n;
+    keys.add_switching(ctx, &relin)?;
+    for &step in rotation_steps {
+        let (key, n) = wire(&SwitchingKey::rotation(ctx, sk, step, rng)?)?;
+        bytes += n;
+        keys.add_switching(ctx, &key)?;
+    }
+    Ok((keys, bytes))
+}
+
 impl Session {
     /// Generates the client's keys and compiles `model`. Entropy: `client_seed` and
     /// `server_seed` stand for each party's own entropy source.
@@ -94,19 +118,8 @@ impl Session {
         let mut client_rng = Csprng::from_seed(client_seed);
         let start = Instant::now();
         let sk = SecretKey::generate(&ctx, &mut client_rng)?;
-        let mut keys = EvalKeys::default();
-        let mut key_bytes = 0;
-        let pk = PublicKey::generate(&ctx, &sk, &mut client_rng)?;
-        key_bytes += wire(&pk)?.1;
-        keys.set_public(&ctx, &pk)?;
-        let relin = SwitchingKey::relinearization(&ctx, &sk, &mut client_rng)?;
-        key_bytes += wire(&relin)?.1;
-        keys.add_switching(&ctx, &relin)?;
-        for step in model.rotation_steps(params.slots())? {
-            let key = SwitchingKey::rotation(&ctx, &sk, step, &mut client_rng)?;
-            key_bytes += wire(&key)?.1;
-            keys.add_switching(&ctx, &key)?;
-        }
+        let steps = model.rotation_steps(params.slots())?;
+        let (keys, key_bytes) = generate_keys(&ctx, &sk, &steps, &mut client_rng)?;
         let keygen = start.elapsed();
         Ok(Self {
             ctx,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use client_core::cipher::{decrypt, decrypt_slots, encrypt_symmetric};
 use client_core::encoding::precision_bits;
-use client_core::keys::{PublicKey, SecretKey, SwitchingKey};
+use client_core::keys::SecretKey;
 use client_core::params::{ParamSpec, Params};
 use client_core::rand_core::{Rng, SeedableRng};
 use client_core::ring::{Context, IntPoly, Ntt, Poly};
@@ -30,21 +30,7 @@ impl Harness {
         let eval = Evaluator::new(ctx.clone()).unwrap();
         let mut rng = Csprng::from_seed([seed; 32]);
         let sk = SecretKey::generate(&ctx, &mut rng).unwrap();
-        let mut keys = EvalKeys::default();
-        keys.set_public(&ctx, &PublicKey::generate(&ctx, &sk, &mut rng).unwrap())
-            .unwrap();
-        keys.add_switching(
-            &ctx,
-            &SwitchingKey::relinearization(&ctx, &sk, &mut rng).unwrap(),
-        )
-        .unwrap();
-        for &r in rotations {
-            keys.add_switching(
-                &ctx,
-                &SwitchingKey::rotation(&ctx, &sk, r, &mut rng).unwrap(),
-            )
-            .unwrap();
-        }
+        let (keys, _) = server::demo::generate_keys(&ctx, &sk, rotations, &mut rng).unwrap();
         Self {
             params,
             ctx,

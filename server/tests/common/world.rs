@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use client_core::encoding::Encoder;
-use client_core::keys::{PublicKey, SecretKey, SwitchingKey};
+use client_core::keys::SecretKey;
 use client_core::params::{Params, HEFUN_N16384};
 use client_core::protocol::{ClientMessage, ClientStep, InferenceClient};
 use client_core::rand_core::{Rng, SeedableRng};
@@ -51,21 +51,8 @@ pub fn world() -> World {
     };
     let model = CompiledModel::new(model, params.slots()).unwrap();
     let eval = Evaluator::new(ctx.clone()).unwrap();
-    let mut keys = EvalKeys::default();
-    keys.set_public(&ctx, &PublicKey::generate(&ctx, &sk, &mut rng).unwrap())
-        .unwrap();
-    keys.add_switching(
-        &ctx,
-        &SwitchingKey::relinearization(&ctx, &sk, &mut rng).unwrap(),
-    )
-    .unwrap();
-    for step in model.rotation_steps(params.slots()).unwrap() {
-        keys.add_switching(
-            &ctx,
-            &SwitchingKey::rotation(&ctx, &sk, step, &mut rng).unwrap(),
-        )
-        .unwrap();
-    }
+    let steps = model.rotation_steps(params.slots()).unwrap();
+    let (keys, _) = server::demo::generate_keys(&ctx, &sk, &steps, &mut rng).unwrap();
     let cfg = ProtocolConfig::for_params(&params, 2, 16.0);
     World {
         ctx,
