@@ -85,6 +85,25 @@ fn masks_and_flooding_meet_the_statistical_target() {
             a.flood.stat_bits
         );
         assert!(a.flood.flood_bits >= a.flood.hidden_bits + log_n + s - 1.0);
+        // The planner's static budget covers what the protocol actually used.
+        let planned =
+            server::protocol::plan(&w.model, w.cfg.value_bound, params.stat_sec_bits(), 10.0)
+                .unwrap()
+                .margins;
+        assert!(
+            a.mask_bits <= planned.mask_bits,
+            "mask 2^{} above the plan's 2^{}",
+            a.mask_bits,
+            planned.mask_bits
+        );
+        if a.layer + 1 < w.model.model().layers.len() {
+            assert!(
+                a.flood.flood_bits <= planned.flood_bits,
+                "flooding 2^{} above the plan's 2^{}",
+                a.flood.flood_bits,
+                planned.flood_bits
+            );
+        }
         if a.mask_bits > 0.0 {
             // A ≥ N·B·2^(s−1), and A + B fits below half the hand-off modulus.
             assert!(

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
-use client_core::params::{Params, HEFUN_N16384};
+use client_core::params::HEFUN_N16384;
 use indicatif::{ProgressBar, ProgressStyle};
 use server::demo::{argmax, InferenceReport, Session};
 use server::model::import;
 use server::model::mnist::MnistTest;
-use server::protocol::ProtocolConfig;
+use server::protocol::{plan, CompiledModel, Plan};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -133,8 +133,20 @@ fn run(common: &Common) -> Result<Run> {
         }
     }
     let value_bound = (bound * 1.5).ceil();
-    let params = Params::from_spec(&HEFUN_N16384)?;
-    let cfg = ProtocolConfig::for_params(&params, 2, value_bound);
+    let compiled = CompiledModel::new(model.clone(), 1 << (HEFUN_N16384.log_n - 1))?;
+    let Plan {
+        params,
+        cfg,
+        margins,
+    } = plan(&compiled, value_bound, HEFUN_N16384.stat_sec_bits, 10.0)?;
+    eprintln!(
+        "plan: security slack {:.1} bits, refresh room {:.1} bits, flooding room {:.1} bits, signs reliable for |y| ≥ Y·2^-{:.1}, output precision {:.1} bits",
+        margins.security_slack,
+        margins.refresh_room,
+        margins.flood_room,
+        margins.sign_precision,
+        margins.output_precision
+    );
     let threads = common
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -23,10 +23,12 @@
 
 mod mask;
 mod model;
+mod planner;
 mod session;
 
 pub use mask::IntegerMask;
 pub use model::{Layer, Model};
+pub use planner::{plan, plan_with, Margins, Plan};
 pub use session::{CompiledModel, HidingAudit, Inference, ProtocolConfig, RoundCost};
 
 use crate::eval::EvalError;

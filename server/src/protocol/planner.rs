@@ -1,0 +1,140 @@
+//! The parameter planner: given a model's calibrated value bound and the security targets,
+//! choose the parameter set and protocol scales and verify every budget, or name the one that
+//! fails.
+//!
+//! Budgets, at the hand-off level with modulus Q_h (bits as log2):
+//! * **security**: log QP within the 128-bit bound of N;
+//! * **refresh room**: the mask A = N·B·2^(s−1), B = Δ·Y + E, must leave A + B < Q_h/2;
+//! * **flooding room**: the ReLU message Δ·Δ_r·Y·2^spread and its flooding N·E_r·2^(s−1) must fit
+//!   below Q_h/2;
+//! * **sign precision**: how small |y|/Y may be for sign(y·r) to survive flooding;
+//! * **output precision**: absolute precision of the logits after flooding.
+//!
+//! E is the noise bound of a layer output (two rescales by 44-bit primes leave rounding noise of
+//! about √N; the planner uses 2^13, above every value measured in the tests, 2^8–2^11).
+
+use client_core::params::{ParamSpec, Params, HEFUN_N16384};
+
+use super::{CompiledModel, ProtocolConfig, ProtocolError};
+
+/// Noise bound (log2) assumed for a layer's output before re-randomisation.
+const LAYER_NOISE_BITS: f64 = 13.0;
+
+/// The verified margins of a plan, in bits (all must be ≥ 0 except the precisions, which are
+/// reported as achieved).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Margins {
+    /// Bits left below the 128-bit bound on log2(QP).
+    pub security_slack: f64,
+    /// Bits left above refresh mask + message at the hand-off level.
+    pub refresh_room: f64,
+    /// Bits left above the flooded ReLU message at the hand-off level.
+    pub flood_room: f64,
+    /// The sign of y·r is reliable for |y| ≥ Y·2^-sign_precision.
+    pub sign_precision: f64,
+    /// Absolute precision of the output values after flooding.
+    pub output_precision: f64,
+    /// log2 of the refresh mask bound A the protocol will use (at most).
+    pub mask_bits: f64,
+    /// log2 of the flooding bound of the ReLU message.
+    pub flood_bits: f64,
+}
+
+/// A verified choice of parameters and protocol scales.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The parameter set.
+    pub params: Params,
+    /// The protocol configuration.
+    pub cfg: ProtocolConfig,
+    /// What was verified.
+    pub margins: Margins,
+}
+
+/// Plans for `model` with pre-activations bounded by `value_bound`, statistical security
+/// `stat_bits` and sign precision at least `min_sign_bits`.
+pub fn plan(
+    model: &CompiledModel,
+    value_bound: f64,
+    stat_bits: u32,
+    min_sign_bits: f64,
+) -> Result<Plan, ProtocolError> {
+    plan_with(&HEFUN_N16384, model, value_bound, stat_bits, min_sign_bits)
+}
+
+/// [`plan`] for a given preset (its default scale spans two primes per rescale).
+pub fn plan_with(
+    spec: &ParamSpec,
+    model: &CompiledModel,
+    value_bound: f64,
+    stat_bits: u32,
+    min_sign_bits: f64,
+) -> Result<Plan, ProtocolError> {
+    let params = Params::from_spec(spec)?;
+    if !(value_bound.is_finite() && value_bound > 0.0) {
+        return Err(ProtocolError::Budget("value bound must be positive".into()));
+    }
+    let slots = params.slots();
+    model.rotation_steps(slots)?;
+    let mut cfg = ProtocolConfig::for_params(&params, 2, value_bound);
+    cfg.stat_bits = stat_bits;
+    let n = params.log_n() as f64;
+    let s = stat_bits as f64;
+    let log_qh = params.log_q(params.handoff_level());
+    let delta = cfg.scale.log2();
+    let y = value_bound.log2();
+    let r_scale = cfg.r_scale.log2();
+    let spread = cfg.r_spread_bits as f64;
+    // Re-randomisation adds public-key noise of ≈ 10·√(10.5·(1 + 4N/3)) ≈ 2^12.2 at N = 2^14.
+    let e = (2f64.powf(LAYER_NOISE_BITS) + 2f64.powf(12.2)).log2();
+
+    let security_slack = params.security()?.slack_bits();
+
+    // Refresh: A = N·B·2^(s−1), B = Δ·Y + E.
+    let b = (2f64.powf(delta + y) + 2f64.powf(e)).log2();
+    let mask_bits = (n + b + s - 1.0).ceil();
+    let refresh_room = (log_qh - 2.0) - (mask_bits + 1.0);
+    if refresh_room < 0.0 {
+        return Err(ProtocolError::Budget(format!(
+            "refresh mask: needs 2^{mask_bits:.0} for |y| ≤ {value_bound} at 2^-{stat_bits}, the hand-off modulus leaves 2^{:.1}",
+            log_qh - 3.0
+        )));
+    }
+
+    // ReLU message: noise E·‖r_pt‖ with ‖r_pt‖ ≈ Δ_r·rms(r) ≤ Δ_r·2^spread, then flooding.
+    let e_r = e + r_scale + spread;
+    let flood_bits = (n + e_r + s - 1.0).ceil();
+    let message_bits = delta + r_scale + y + spread;
+    let flood_room = (log_qh - 2.0) - (message_bits.max(flood_bits) + 1.0);
+    if flood_room < 0.0 {
+        return Err(ProtocolError::Budget(format!(
+            "flooding: the ReLU message needs 2^{:.0}, the hand-off modulus leaves 2^{:.1}",
+            message_bits.max(flood_bits) + 1.0,
+            log_qh - 2.0
+        )));
+    }
+    // Slot noise of flooding ≈ 2^flood·√(N/3)/(Δ·Δ_r) in value units; |r| ≥ 1.
+    let slot_noise = flood_bits + (n - 3f64.log2()) / 2.0 - delta - r_scale;
+    let sign_precision = y - slot_noise;
+    if sign_precision < min_sign_bits {
+        return Err(ProtocolError::Budget(format!(
+            "sign precision: signs are reliable only for |y| ≥ Y·2^-{sign_precision:.1}, {min_sign_bits} bits were asked"
+        )));
+    }
+    // Output: flooding of noise E at scale Δ.
+    let out_flood = (n + e + s - 1.0).ceil();
+    let output_precision = delta - out_flood - (n - 3f64.log2()) / 2.0;
+    Ok(Plan {
+        params,
+        cfg,
+        margins: Margins {
+            security_slack,
+            refresh_room,
+            flood_room,
+            sign_precision,
+            output_precision,
+            mask_bits,
+            flood_bits,
+        },
+    })
+}
