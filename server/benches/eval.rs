@@ -13,8 +13,9 @@ use client_core::params::{ParamSpec, Params, COMPACT_N8192, DEFAULT_N16384};
 use client_core::rand_core::{Rng, SeedableRng};
 use client_core::ring::Context;
 use client_core::sampling::Csprng;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use server::eval::{Ct, EvalKeys, Evaluator, LinearTransform, Matrix};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
+use server::eval::{Ct, EvalKeys, Evaluator, LinearTransform, Matrix, PlainNtt};
 
 // The server binary uses mimalloc too: multi-megabyte temporaries on the default allocator cost
 // page faults on every operation.
@@ -98,40 +99,57 @@ fn pools() -> Vec<(&'static str, rayon::ThreadPool)> {
     ]
 }
 
+/// A plaintext of random values at the top level, at scale q_top (so a rescale restores the scale).
+fn top_plaintext(b: &mut Bench) -> PlainNtt {
+    let top = b.x.level();
+    let q_top = b.eval.ctx().modulus_at(top).value() as f64;
+    let w = values(&mut b.rng, b.slots, 1.0);
+    b.eval.encode(&w, q_top, top).unwrap()
+}
+
+/// Registers ct*pt, ct*ct + relin + rescale, one rotation by one slot and rescale in `g`, each
+/// call run inside `pool` (the benchmark group is not Send, so each call enters the pool itself).
+fn core_ops(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    b: &Bench,
+    pt: &PlainNtt,
+    pool: &rayon::ThreadPool,
+) {
+    let run = |f: &(dyn Fn() + Sync)| pool.install(f);
+    g.bench_function("ct*pt", |bn| {
+        bn.iter(|| run(&|| drop(b.eval.mul_plain(&b.x, pt).unwrap())))
+    });
+    g.bench_function("ct*ct+relin+rescale", |bn| {
+        bn.iter(|| {
+            run(&|| {
+                let p = b.eval.mul(&b.x, &b.y, 1.0, 1.0, &b.keys).unwrap();
+                drop(b.eval.rescale(&p).unwrap())
+            })
+        })
+    });
+    g.bench_function("rescale", |bn| {
+        bn.iter(|| run(&|| drop(b.eval.rescale(&b.x).unwrap())))
+    });
+    g.bench_function("rotate", |bn| {
+        bn.iter(|| run(&|| drop(b.eval.rotate(&b.x, 1, &b.keys).unwrap())))
+    });
+}
+
 fn primitives(c: &mut Criterion) {
     for (name, spec) in [("n16384", &DEFAULT_N16384), ("n8192", &COMPACT_N8192)] {
         let hoisted: Vec<i64> = (1..=8).collect();
         let mut b = setup(spec, &hoisted);
-        let top = b.x.level();
-        let q_top = b.eval.ctx().modulus_at(top).value() as f64;
-        let w = values(&mut b.rng, b.slots, 1.0);
-        let pt = b.eval.encode(&w, q_top, top).unwrap();
+        let pt = top_plaintext(&mut b);
         for (threads, pool) in pools() {
             let mut g = c.benchmark_group(format!("eval/{name}/{threads}"));
-            // The benchmark group is not Send, so each measured call enters the pool itself.
-            let run = |f: &(dyn Fn() + Sync)| pool.install(f);
-            g.bench_function("ct*pt", |bn| {
-                bn.iter(|| run(&|| drop(b.eval.mul_plain(&b.x, &pt).unwrap())))
-            });
-            g.bench_function("ct*ct+relin+rescale", |bn| {
-                bn.iter(|| {
-                    run(&|| {
-                        let p = b.eval.mul(&b.x, &b.y, 1.0, 1.0, &b.keys).unwrap();
-                        drop(b.eval.rescale(&p).unwrap())
-                    })
-                })
-            });
-            g.bench_function("rescale", |bn| {
-                bn.iter(|| run(&|| drop(b.eval.rescale(&b.x).unwrap())))
-            });
-            g.bench_function("rotate", |bn| {
-                bn.iter(|| run(&|| drop(b.eval.rotate(&b.x, 1, &b.keys).unwrap())))
-            });
+            core_ops(&mut g, &b, &pt, &pool);
             g.bench_with_input(
                 BenchmarkId::new("hoisted-rotations", 8),
                 &hoisted,
                 |bn, steps| {
-                    bn.iter(|| run(&|| drop(b.eval.rotate_hoisted(&b.x, steps, &b.keys).unwrap())))
+                    bn.iter(|| {
+                        pool.install(|| drop(b.eval.rotate_hoisted(&b.x, steps, &b.keys).unwrap()))
+                    })
                 },
             );
             g.finish();
@@ -240,30 +258,10 @@ const SEAL_N16384: ParamSpec = ParamSpec {
 fn seal_params(c: &mut Criterion) {
     for (name, spec) in [("n8192", &SEAL_N8192), ("n16384", &SEAL_N16384)] {
         let mut b = setup(spec, &[1]);
-        let top = b.x.level();
-        let q_top = b.eval.ctx().modulus_at(top).value() as f64;
-        let w = values(&mut b.rng, b.slots, 1.0);
-        let pt = b.eval.encode(&w, q_top, top).unwrap();
+        let pt = top_plaintext(&mut b);
         for (threads, pool) in pools() {
             let mut g = c.benchmark_group(format!("seal-params/{name}/{threads}"));
-            let run = |f: &(dyn Fn() + Sync)| pool.install(f);
-            g.bench_function("ct*pt", |bn| {
-                bn.iter(|| run(&|| drop(b.eval.mul_plain(&b.x, &pt).unwrap())))
-            });
-            g.bench_function("ct*ct+relin+rescale", |bn| {
-                bn.iter(|| {
-                    run(&|| {
-                        let p = b.eval.mul(&b.x, &b.y, 1.0, 1.0, &b.keys).unwrap();
-                        drop(b.eval.rescale(&p).unwrap())
-                    })
-                })
-            });
-            g.bench_function("rotate", |bn| {
-                bn.iter(|| run(&|| drop(b.eval.rotate(&b.x, 1, &b.keys).unwrap())))
-            });
-            g.bench_function("rescale", |bn| {
-                bn.iter(|| run(&|| drop(b.eval.rescale(&b.x).unwrap())))
-            });
+            core_ops(&mut g, &b, &pt, &pool);
             g.finish();
         }
     }
