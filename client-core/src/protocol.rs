@@ -20,16 +20,44 @@ use crate::error::{Error, Result};
 use crate::keys::SecretKey;
 use crate::ring::Context;
 
-/// How the client lays out its input: the `len` values repeated with period `period` over all
-/// slots, encoded at `scale`, encrypted at the top level.
+/// How the client lays out its input: the `len` values, zero-padded to `period`, repeated over
+/// all slots with copy b rotated left by b·`shift`; encoded at `scale`, encrypted at the top
+/// level. (Shifted copies let the server split the first layer's diagonals among the copies.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InputSpec {
     /// Number of input values.
     pub len: u32,
     /// Period of the repetition (a power of two ≥ len, dividing the slot count).
     pub period: u32,
+    /// Left rotation of each copy relative to the previous one (0: plain repetition).
+    pub shift: u32,
     /// Encoding scale.
     pub scale: f64,
+}
+
+impl InputSpec {
+    /// The slot vector for `input` (which must hold `len` values): slot b·period + s holds
+    /// input[(s + b·shift) mod period], or 0 past the input.
+    pub fn layout(&self, input: &[f64], slots: usize) -> Result<Vec<f64>> {
+        let period = check_period(self.period, slots)?;
+        if input.len() != self.len as usize || input.len() > period {
+            return Err(Error::LengthMismatch {
+                expected: self.len as usize,
+                found: input.len(),
+            });
+        }
+        let shift = self.shift as usize;
+        if shift >= period {
+            return Err(Error::InvalidParams("input shift must be below the period"));
+        }
+        Ok((0..slots)
+            .map(|t| {
+                let (block, s) = (t / period, t % period);
+                let i = (s + (block * shift) % period) % period;
+                input.get(i).copied().unwrap_or(0.0)
+            })
+            .collect())
+    }
 }
 
 /// One round of the protocol, server → client.
@@ -149,16 +177,8 @@ impl<'a> InferenceClient<'a> {
         if self.state != State::Idle {
             return Err(Error::Decode("inference already started"));
         }
-        let slots = self.ctx.params().slots();
-        let period = check_period(spec.period, slots)?;
-        if input.len() != spec.len as usize || input.len() > period {
-            return Err(Error::LengthMismatch {
-                expected: spec.len as usize,
-                found: input.len(),
-            });
-        }
+        let values = spec.layout(input, self.ctx.params().slots())?;
         let top = self.ctx.params().top_level();
-        let values = periodic(input, period, slots);
         let mut pt = self.encoder.encode(self.ctx, &values, spec.scale, top)?;
         let ct = encrypt_symmetric(self.ctx, self.sk, &pt, rng);
         pt.poly.zeroize();

@@ -12,23 +12,28 @@ fn random_matrix(h: &mut Harness, rows: usize, cols: usize, bound: f64) -> Matri
     Matrix { rows, cols, data }
 }
 
-/// Encrypts x with period `period` across all slots.
+/// Encrypts x with period `period` across all slots, period b rotated left by b·shift.
 fn encrypt_periodic(
     h: &mut Harness,
     x: &[f64],
     period: usize,
+    shift: usize,
 ) -> (server::eval::Ct, server::eval::Ct) {
     let slots = h.slots();
     let full: Vec<f64> = (0..slots)
         .map(|t| {
-            if t % period < x.len() {
-                x[t % period]
-            } else {
-                0.0
-            }
+            let i = (t % period + (t / period) * shift) % period;
+            x.get(i).copied().unwrap_or(0.0)
         })
         .collect();
     h.encrypt(&full)
+}
+
+/// Which constructor a test uses.
+#[derive(Clone, Copy)]
+enum Build {
+    Periodic,
+    Replicated,
 }
 
 /// Runs W·x encrypted and checks every period of the output against the plaintext product.
@@ -38,16 +43,21 @@ fn check(
     make: impl Fn(&mut Harness) -> Matrix,
     period: usize,
     min_bits: f64,
-) {
+    build: Build,
+) -> LinearTransform {
     // Keys are generated for exactly the steps the transform asks for.
     let mut probe = Harness::new(spec, &[], 40);
     let w = make(&mut probe);
     let slots = probe.slots();
-    let lt = LinearTransform::new(&w, period, slots).unwrap();
+    let lt = match build {
+        Build::Periodic => LinearTransform::new(&w, period, slots),
+        Build::Replicated => LinearTransform::new_replicated(&w, period, slots),
+    }
+    .unwrap();
     let steps = lt.rotation_steps();
     let mut h = Harness::new(spec, &steps, 41);
     let x = h.values(w.cols, 1.0);
-    let (ct, shadow) = encrypt_periodic(&mut h, &x, period);
+    let (ct, shadow) = encrypt_periodic(&mut h, &x, period, lt.input_shift());
     let y = lt.apply(&h.eval, &ct, &h.keys).unwrap();
     let (noise, bound) = h.check_noise(name, &y, &lt.apply(&h.eval, &shadow, &h.keys).unwrap());
     assert_eq!(y.level(), ct.level() - 1);
@@ -75,6 +85,7 @@ fn check(
         cost.plaintext_multiplies,
         cost.cached_bytes_top_level as f64 / 1e6
     );
+    lt
 }
 
 #[test]
@@ -86,6 +97,7 @@ fn dense_1024_by_1024() {
             |h| random_matrix(h, 1024, 1024, 1.0 / 32.0),
             1024,
             12.0,
+            Build::Periodic,
         );
     }
 }
@@ -114,6 +126,7 @@ fn random_permutation() {
         },
         1024,
         14.0,
+        Build::Periodic,
     );
 }
 
@@ -146,6 +159,7 @@ fn strided_convolution_matrix() {
         strided_conv,
         1024,
         14.0,
+        Build::Periodic,
     );
 }
 
@@ -161,6 +175,82 @@ fn wide_matrix_uses_extended_diagonals() {
         |h| random_matrix(h, 100, 845, 0.05),
         1024,
         14.0,
+        Build::Periodic,
+    );
+}
+
+/// Rows of `w` in a random order (what HePerm does to a layer).
+fn permute_rows(h: &mut Harness, w: &Matrix, padded_rows: usize) -> Matrix {
+    let mut perm: Vec<usize> = (0..padded_rows).collect();
+    for i in (1..padded_rows).rev() {
+        let j = (h.rng.next_u64() % (i as u64 + 1)) as usize;
+        perm.swap(i, j);
+    }
+    let mut data = vec![0.0; padded_rows * w.cols];
+    for r in 0..w.rows {
+        let to = perm[r];
+        data[to * w.cols..(to + 1) * w.cols].copy_from_slice(&w.data[r * w.cols..(r + 1) * w.cols]);
+    }
+    Matrix {
+        rows: padded_rows,
+        cols: w.cols,
+        data,
+    }
+}
+
+#[test]
+fn replicated_dense_and_permuted_convolution() {
+    for spec in [&COMPACT_N8192, &DEFAULT_N16384] {
+        let lt = check(
+            spec,
+            "replicated dense 1024x1024",
+            |h| random_matrix(h, 1024, 1024, 1.0 / 32.0),
+            1024,
+            12.0,
+            Build::Replicated,
+        );
+        assert!(matches!(lt.layout(), Layout::Replicated { .. }));
+    }
+    let lt = check(
+        &DEFAULT_N16384,
+        "replicated permuted conv",
+        |h| {
+            let w = strided_conv(h);
+            permute_rows(h, &w, 1024)
+        },
+        1024,
+        14.0,
+        Build::Replicated,
+    );
+    // 8 replicas of period 1024 in 8192 slots: 128 products instead of 1024.
+    assert_eq!(
+        lt.layout(),
+        Layout::Replicated {
+            blocks: 8,
+            shift: 128
+        }
+    );
+    assert_eq!(lt.cost(16384, 7).plaintext_multiplies, 128);
+}
+
+#[test]
+fn replicated_small_period_caps_the_replicas() {
+    // 4096 slots / period 16 would be 256 replicas; at most 16 (one diagonal each) are used and
+    // the layout repeats every 256 slots.
+    let lt = check(
+        &COMPACT_N8192,
+        "replicated 16x16",
+        |h| random_matrix(h, 16, 16, 0.25),
+        16,
+        14.0,
+        Build::Replicated,
+    );
+    assert_eq!(
+        lt.layout(),
+        Layout::Replicated {
+            blocks: 16,
+            shift: 1
+        }
     );
 }
 

@@ -11,6 +11,14 @@
 //!   log2(d/m') rotate-and-add steps fold z so that every slot t holds y[t mod m']: the output
 //!   has period m'. Only m' diagonals instead of d.
 //!
+//! * **Replicated** (square, input from the client): with r = S/d replicas of the input in the S
+//!   slots and m = d/r, block b of the input holds x rotated left by b·m. Diagonal k = b·m + i'
+//!   is handled by block b:  y = BlockSum(Σ_{i'<m} rot_{i'}(E_{i'} ⊙ X)) with
+//!   E_{i'}[b·d + u] = diag_{b·m+i'}[(u − i') mod d], and BlockSum = log2(r) rotate-and-add steps
+//!   by S/2, …, d. Because the final sum adds every slot congruent mod d, rotations may carry
+//!   values across block boundaries freely. r× fewer products and baby/giant steps; the output has
+//!   period d (all replicas equal).
+//!
 //! Baby-step/giant-step: with k = n1·j + i, y = Σ_j rot_{n1·j}(Σ_i pdiag_{j,i} ⊙ rot_i(x)), where
 //! pdiag_{j,i} is diag_{n1·j+i} rotated right by n1·j. The rotations rot_i(x) share one
 //! decomposition (hoisting). Only non-zero diagonals are encoded; encoded diagonals are cached in
@@ -60,6 +68,13 @@ pub enum Layout {
         /// Output period m'.
         out_period: usize,
     },
+    /// Square diagonals shared out over replicas of a pre-shifted input.
+    Replicated {
+        /// Number of replicas r = slots / period.
+        blocks: usize,
+        /// Block b of the input is rotated left by b·shift.
+        shift: usize,
+    },
 }
 
 /// Cost of one application.
@@ -99,22 +114,47 @@ fn next_pow2(x: usize) -> usize {
     x.max(1).next_power_of_two()
 }
 
+fn check_shape(w: &Matrix, period: usize, slots: usize) -> EvalResult<()> {
+    if w.data.len() != w.rows * w.cols || w.rows == 0 || w.cols == 0 {
+        return Err(EvalError::Internal("matrix shape does not match its data"));
+    }
+    let d = period;
+    if !d.is_power_of_two() || d > slots || d < w.cols || d < w.rows {
+        return Err(EvalError::BadPeriod {
+            period: d,
+            rows: w.rows,
+            cols: w.cols,
+            slots,
+        });
+    }
+    Ok(())
+}
+
+/// Diagonal k over one period d: entry i is W[row_of(i)][(i + k) mod d] (zero outside W).
+fn diagonal(w: &Matrix, d: usize, k: usize, row_of: impl Fn(usize) -> usize) -> Vec<f64> {
+    (0..d)
+        .map(|i| {
+            let (r, c) = (row_of(i), (i + k) % d);
+            if r < w.rows && c < w.cols {
+                w.get(r, c)
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// About √count baby steps, a power of two, at most `max`.
+fn baby_step_count(count: usize, max: usize) -> usize {
+    next_pow2(((count as f64).sqrt().ceil()) as usize).min(max)
+}
+
 impl LinearTransform {
     /// Compiles `w` for inputs of period `period` (≥ cols, power of two) in `slots` slots.
     /// Wide matrices (rows < cols) use extended diagonals.
     pub fn new(w: &Matrix, period: usize, slots: usize) -> EvalResult<Self> {
-        if w.data.len() != w.rows * w.cols || w.rows == 0 || w.cols == 0 {
-            return Err(EvalError::Internal("matrix shape does not match its data"));
-        }
+        check_shape(w, period, slots)?;
         let d = period;
-        if !d.is_power_of_two() || d > slots || d < w.cols || d < w.rows {
-            return Err(EvalError::BadPeriod {
-                period: d,
-                rows: w.rows,
-                cols: w.cols,
-                slots,
-            });
-        }
         let out_period = next_pow2(w.rows);
         let layout = if out_period < d && w.rows < w.cols {
             Layout::Wide { out_period }
@@ -122,34 +162,23 @@ impl LinearTransform {
             Layout::Square
         };
         let count = match layout {
-            Layout::Square => d,
             Layout::Wide { out_period } => out_period,
+            _ => d,
         };
-        // diagonal k as a vector over one period.
-        let mut diags: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-        for k in 0..count {
-            let diag: Vec<f64> = (0..d)
-                .map(|i| {
-                    let r = match layout {
-                        Layout::Square => i,
-                        Layout::Wide { out_period } => i % out_period,
-                    };
-                    let c = (i + k) % d;
-                    if r < w.rows && c < w.cols {
-                        w.get(r, c)
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
-            if diag.iter().any(|&v| v != 0.0) {
-                diags.insert(k, diag);
-            }
-        }
+        let row_of = |i: usize| match layout {
+            Layout::Wide { out_period } => i % out_period,
+            _ => i,
+        };
+        let diags: BTreeMap<usize, Vec<f64>> = (0..count)
+            .filter_map(|k| {
+                let diag = diagonal(w, d, k, row_of);
+                diag.iter().any(|&v| v != 0.0).then_some((k, diag))
+            })
+            .collect();
         // Baby-step count: about √(number of possible diagonals), a power of two. It depends on the
         // layout only, not on which diagonals are non-zero, so every matrix of one shape (e.g.
         // each per-inference permutation of a layer) needs the same Galois keys.
-        let n1 = next_pow2(((count as f64).sqrt().ceil()) as usize).min(d);
+        let n1 = baby_step_count(count, d);
         let mut groups: BTreeMap<usize, Vec<(usize, Vec<f64>)>> = BTreeMap::new();
         for (k, diag) in diags {
             let (j, i) = (k / n1, k % n1);
@@ -167,6 +196,57 @@ impl LinearTransform {
             groups,
             cache: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Compiles a square transform for an input laid out as r = slots/period replicas, block b
+    /// rotated left by b·(period/r) (see [`LinearTransform::input_shift`]). Falls back to
+    /// [`LinearTransform::new`] when there is no room for two replicas or the matrix is wide.
+    pub fn new_replicated(w: &Matrix, period: usize, slots: usize) -> EvalResult<Self> {
+        check_shape(w, period, slots)?;
+        let d = period;
+        let blocks = (slots / d).min(d);
+        let wide = next_pow2(w.rows) < d && w.rows < w.cols;
+        if blocks < 2 || wide {
+            return Self::new(w, period, slots);
+        }
+        let m = d / blocks;
+        let diags: Vec<Vec<f64>> = (0..d).map(|k| diagonal(w, d, k, |i| i)).collect();
+        let n1 = baby_step_count(m, m);
+        let mut groups: BTreeMap<usize, Vec<(usize, Vec<f64>)>> = BTreeMap::new();
+        for i in 0..m {
+            // E_i[b·d + u] = diag_{b·m+i}[(u − i) mod d], then rotated left by the baby step j
+            // so that rot_{g·n1}(F ⊙ rot_j(X)) = rot_i(E_i ⊙ X).
+            let zero = (0..blocks).all(|b| diags[b * m + i].iter().all(|&v| v == 0.0));
+            if zero {
+                continue;
+            }
+            let (g, j) = (i / n1, i % n1);
+            let e = |t: usize| {
+                let (b, u) = (t / d, t % d);
+                diags[b * m + i][(u + d - i) % d]
+            };
+            let span = blocks * d;
+            let f: Vec<f64> = (0..slots).map(|t| e((t + j) % span)).collect();
+            groups.entry(g).or_default().push((j, f));
+        }
+        Ok(Self {
+            rows: w.rows,
+            cols: w.cols,
+            period: d,
+            layout: Layout::Replicated { blocks, shift: m },
+            n1,
+            groups,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// For a replicated transform, the left rotation of input block b is b times this; 0 for an
+    /// ordinary periodic input.
+    pub fn input_shift(&self) -> usize {
+        match self.layout {
+            Layout::Replicated { shift, .. } => shift,
+            _ => 0,
+        }
     }
 
     /// Output length.
@@ -187,7 +267,7 @@ impl LinearTransform {
     /// Period of the output vector in the slots.
     pub fn output_period(&self) -> usize {
         match self.layout {
-            Layout::Square => self.period,
+            Layout::Square | Layout::Replicated { .. } => self.period,
             Layout::Wide { out_period } => out_period,
         }
     }
@@ -199,19 +279,20 @@ impl LinearTransform {
             .collect()
     }
 
+    /// Rotate-and-add steps after the rescale: halving from `from / 2` down to `to`.
     fn fold_steps(&self) -> Vec<usize> {
-        match self.layout {
-            Layout::Square => Vec::new(),
-            Layout::Wide { out_period } => {
-                let mut steps = Vec::new();
-                let mut s = self.period / 2;
-                while s >= out_period {
-                    steps.push(s);
-                    s /= 2;
-                }
-                steps
-            }
+        let (from, to) = match self.layout {
+            Layout::Square => return Vec::new(),
+            Layout::Wide { out_period } => (self.period, out_period),
+            Layout::Replicated { blocks, .. } => (blocks * self.period, self.period),
+        };
+        let mut steps = Vec::new();
+        let mut s = from / 2;
+        while s >= to {
+            steps.push(s);
+            s /= 2;
         }
+        steps
     }
 
     /// Every rotation step the transform needs: ask the client for exactly these Galois keys.

@@ -62,6 +62,8 @@ struct LayerShape {
 pub struct CompiledModel {
     model: Model,
     shapes: Vec<LayerShape>,
+    /// Left rotation between the copies of the client's input.
+    input_shift: usize,
 }
 
 fn next_pow2(x: usize) -> usize {
@@ -98,7 +100,36 @@ impl CompiledModel {
             });
             d = out_period;
         }
-        Ok(Self { model, shapes })
+        let mut compiled = Self {
+            model,
+            shapes,
+            input_shift: 0,
+        };
+        let s0 = compiled.shapes[0];
+        let probe = Matrix {
+            rows: s0.rows,
+            cols: s0.in_period,
+            data: vec![1.0; s0.rows * s0.in_period],
+        };
+        compiled.input_shift = compiled.transform(0, &probe, slots)?.input_shift();
+        Ok(compiled)
+    }
+
+    /// Layer `i`'s transform for `matrix` (the layer's weights with permutations folded in). The
+    /// first layer reads the client's input, which can come as shifted copies (see
+    /// [`LinearTransform::new_replicated`]); later inputs are plain periodic vectors.
+    fn transform(
+        &self,
+        i: usize,
+        matrix: &Matrix,
+        slots: usize,
+    ) -> Result<LinearTransform, ProtocolError> {
+        let period = self.shapes[i].lt_period;
+        Ok(if i == 0 {
+            LinearTransform::new_replicated(matrix, period, slots)?
+        } else {
+            LinearTransform::new(matrix, period, slots)?
+        })
     }
 
     /// The plaintext model.
@@ -116,6 +147,7 @@ impl CompiledModel {
         InputSpec {
             len: self.model.input_len as u32,
             period: self.shapes[0].in_period as u32,
+            shift: self.input_shift as u32,
             scale: cfg.scale,
         }
     }
@@ -124,13 +156,13 @@ impl CompiledModel {
     /// Dense stand-ins have every diagonal, so each per-inference permutation needs a subset.
     pub fn rotation_steps(&self, slots: usize) -> Result<Vec<i64>, ProtocolError> {
         let mut steps = Vec::new();
-        for s in &self.shapes {
+        for (i, s) in self.shapes.iter().enumerate() {
             let dense = Matrix {
                 rows: s.rows,
                 cols: s.in_period,
                 data: vec![1.0; s.rows * s.in_period],
             };
-            steps.extend(LinearTransform::new(&dense, s.lt_period, slots)?.rotation_steps());
+            steps.extend(self.transform(i, &dense, slots)?.rotation_steps());
         }
         steps.sort_unstable();
         steps.dedup();
@@ -168,8 +200,6 @@ enum State {
         round: u32,
         layer: usize,
         mask: IntegerMask,
-        /// sign(r) on the first period.
-        rho: Vec<f64>,
         scale: f64,
         noise_var: f64,
         sign_scale: f64,
@@ -186,6 +216,9 @@ pub struct Inference<'a> {
     rng: Csprng,
     /// π_i for every hidden layer, over [0, out_period).
     perms: Vec<Vec<usize>>,
+    /// ρ_i ∈ {±1} for every hidden layer, over [0, out_period): the sign of the ReLU multiplier,
+    /// folded into the layer's rows so the server sends y' = ρ∘y and the client sees sign(y').
+    signs: Vec<Vec<f64>>,
     state: State,
     rounds_sent: u32,
     /// How every outgoing message was hidden.
@@ -203,6 +236,14 @@ fn random_permutation(rng: &mut Csprng, n: usize) -> Vec<usize> {
     p
 }
 
+fn random_sign(rng: &mut Csprng) -> f64 {
+    if rng.next_u32() & 1 == 0 {
+        1.0
+    } else {
+        -1.0
+    }
+}
+
 fn uniform(rng: &mut Csprng) -> f64 {
     (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
@@ -218,12 +259,20 @@ impl<'a> Inference<'a> {
         seed: Seed,
     ) -> Self {
         let mut rng = Csprng::from_seed(seed);
-        let perms = model
+        let hidden: Vec<usize> = model
             .shapes
             .iter()
             .zip(&model.model.layers)
             .filter(|(_, l)| l.relu)
-            .map(|(s, _)| random_permutation(&mut rng, s.out_period))
+            .map(|(s, _)| s.out_period)
+            .collect();
+        let perms = hidden
+            .iter()
+            .map(|&n| random_permutation(&mut rng, n))
+            .collect();
+        let signs = hidden
+            .iter()
+            .map(|&n| (0..n).map(|_| random_sign(&mut rng)).collect())
             .collect();
         Self {
             eval,
@@ -232,6 +281,7 @@ impl<'a> Inference<'a> {
             cfg,
             rng,
             perms,
+            signs,
             state: State::AwaitInput,
             rounds_sent: 0,
             audits: Vec::new(),
@@ -244,14 +294,10 @@ impl<'a> Inference<'a> {
         self.perms.get(layer).map(Vec::as_slice)
     }
 
-    /// Layer `i` with this inference's permutations folded in: (transform, bias over the
-    /// output rows, including random dummies at the padding positions). `col_signs` (over the
-    /// input period) multiplies the columns: the sign correction ρ of HeReLU.
-    fn permuted_layer(
-        &mut self,
-        i: usize,
-        col_signs: Option<&[f64]>,
-    ) -> Result<(LinearTransform, Vec<f64>), ProtocolError> {
+    /// Layer `i` with this inference's permutation and signs folded in: (transform, bias over
+    /// the output rows, including random dummies at the padding positions). A hidden layer's
+    /// row t is multiplied by ρ_i[t].
+    fn permuted_layer(&mut self, i: usize) -> Result<(LinearTransform, Vec<f64>), ProtocolError> {
         let layer = &self.model.model.layers[i];
         let shape = self.model.shapes[i];
         let (m, n) = (layer.weights.rows, layer.weights.cols);
@@ -268,10 +314,17 @@ impl<'a> Inference<'a> {
             (self.perms[i - 1][..n].to_vec(), 0.5)
         };
         let mut data = vec![0.0; shape.rows * cols];
+        let row_sign = |r: usize| {
+            if layer.relu {
+                self.signs[i][r]
+            } else {
+                1.0
+            }
+        };
         for (j, &r) in row_pos.iter().enumerate() {
+            let scale = col_scale * row_sign(r);
             for (k, &c) in col_pos.iter().enumerate() {
-                let sign = col_signs.map_or(1.0, |s| s[c]);
-                data[r * cols + c] = layer.weights.get(j, k) * col_scale * sign;
+                data[r * cols + c] = layer.weights.get(j, k) * scale;
             }
         }
         let mut bias = vec![0.0; shape.rows];
@@ -282,7 +335,7 @@ impl<'a> Inference<'a> {
             }
         }
         for (j, &r) in row_pos.iter().enumerate() {
-            bias[r] = layer.bias[j];
+            bias[r] = layer.bias[j] * row_sign(r);
         }
         let matrix = Matrix {
             rows: shape.rows,
@@ -290,24 +343,13 @@ impl<'a> Inference<'a> {
             data,
         };
         let slots = self.eval.ctx().params().slots();
-        Ok((LinearTransform::new(&matrix, shape.lt_period, slots)?, bias))
+        Ok((self.model.transform(i, &matrix, slots)?, bias))
     }
 
-    /// W'·x + b' for layer `i`; with `signed = Some((ρ, x_σ))` also adds (W'·diag ρ)·x_σ.
-    fn apply_layer(
-        &mut self,
-        i: usize,
-        x: &Ct,
-        signed: Option<(&[f64], &Ct)>,
-    ) -> Result<Ct, ProtocolError> {
-        let (lt, bias) = self.permuted_layer(i, None)?;
-        let mut y = lt.apply_rescaling(self.eval, x, self.keys, self.cfg.rescale_primes)?;
-        if let Some((rho, x_sigma)) = signed {
-            let (lt_rho, _) = self.permuted_layer(i, Some(rho))?;
-            let part =
-                lt_rho.apply_rescaling(self.eval, x_sigma, self.keys, self.cfg.rescale_primes)?;
-            self.eval.add_assign(&mut y, &part)?;
-        }
+    /// W'·x + b' for layer `i`.
+    fn apply_layer(&mut self, i: usize, x: &Ct) -> Result<Ct, ProtocolError> {
+        let (lt, bias) = self.permuted_layer(i)?;
+        let y = lt.apply_rescaling(self.eval, x, self.keys, self.cfg.rescale_primes)?;
         let period = lt.output_period();
         let one_period: Vec<f64> = (0..period)
             .map(|t| bias.get(t).copied().unwrap_or(0.0))
@@ -334,7 +376,7 @@ impl<'a> Inference<'a> {
         }
         let x = Ct::from_fresh(ctx, ct)?;
         let start = Instant::now();
-        let y = self.apply_layer(0, &x, None)?;
+        let y = self.apply_layer(0, &x)?;
         let eval = start.elapsed();
         self.emit(0, y, eval)
     }
@@ -399,20 +441,13 @@ impl<'a> Inference<'a> {
         let r_poly = mask.residues(ctx, Basis::level(h))?.into_ntt(ctx)?;
         refresh.c0.add_assign(ctx, &r_poly)?;
 
-        // HeReLU: y∘r with r zero outside the first period, flooded.
+        // HeReLU: y'∘|r| (y' = ρ∘y already carries the random sign) with |r| zero outside the
+        // first period, flooded.
         let slots = params.slots();
         let spread = 2f64.powi(self.cfg.r_spread_bits as i32);
         let mut r = vec![0.0; slots];
-        let mut rho = vec![0.0; period];
-        for t in 0..period {
-            let magnitude = 1.0 + uniform(&mut self.rng) * (spread - 1.0);
-            let sign = if self.rng.next_u32() & 1 == 0 {
-                1.0
-            } else {
-                -1.0
-            };
-            r[t] = sign * magnitude;
-            rho[t] = sign;
+        for r_t in r.iter_mut().take(period) {
+            *r_t = 1.0 + uniform(&mut self.rng) * (spread - 1.0);
         }
         let r_pt = self.eval.encode(&r, self.cfg.r_scale, h)?;
         let masked = self.eval.mul_plain(&y_h, &r_pt)?;
@@ -433,7 +468,6 @@ impl<'a> Inference<'a> {
             round,
             layer,
             mask,
-            rho,
             scale: y_h.scale,
             noise_var: y_h.noise_var,
             sign_scale,
@@ -454,7 +488,6 @@ impl<'a> Inference<'a> {
             round,
             layer,
             mask,
-            rho,
             scale,
             noise_var,
             sign_scale,
@@ -495,24 +528,25 @@ impl<'a> Inference<'a> {
         }
         let sigma = Ct::from_fresh(ctx, s_ct)?;
 
-        // z·σ at the full scale of the rescaled primes (σ's precision bounds the product's).
-        let mut prod = eval.mul(&z, &sigma, self.cfg.value_bound, 1.0, self.keys)?;
+        // z' = ρ∘y and σ' = sign(z'), so ReLU(y) = ½·z'∘(σ' + ρ): one ct×ct product, and the ½ is
+        // folded into the next layer. σ' + ρ ∈ {0, ±2}; adding ρ costs no level.
+        let rho = eval.encode_periodic(&self.signs[layer], sign_scale, top)?;
+        let factor = eval.add_plain(&sigma, &rho)?;
+        let mut prod = eval.mul(&z, &factor, self.cfg.value_bound, 2.0, self.keys)?;
         for _ in 0..self.cfg.rescale_primes {
             prod = eval.rescale(&prod)?;
         }
-        let z_low = eval.drop_to_level(&z, prod.level())?;
-        // Δ_σ is exactly the product of the primes rescaled away, so the scales agree up to f64
-        // rounding; anything more is a bug.
-        if (prod.scale / z_low.scale - 1.0).abs() > 1e-9 {
+        // Δ_σ is exactly the product of the primes rescaled away, so the scale returns to the
+        // activation scale up to f64 rounding; anything more is a bug.
+        if (prod.scale / scale - 1.0).abs() > 1e-9 {
             return Err(ProtocolError::Eval(crate::eval::EvalError::ScaleMismatch(
                 prod.scale.log2(),
-                z_low.scale.log2(),
+                scale.log2(),
             )));
         }
-        prod.scale = z_low.scale;
-        // W·ReLU(z) = ½·W·z + ½·(W·diag ρ)·(z∘σ): sign(z) = σ·ρ, with ρ folded into the columns.
+        prod.scale = scale;
         let next = layer + 1;
-        let y = self.apply_layer(next, &z_low, Some((&rho, &prod)))?;
+        let y = self.apply_layer(next, &prod)?;
         let eval_time = start.elapsed();
         self.emit(next, y, eval_time)
     }
