@@ -187,8 +187,7 @@ fn permute_rows(h: &mut Harness, w: &Matrix, padded_rows: usize) -> Matrix {
         perm.swap(i, j);
     }
     let mut data = vec![0.0; padded_rows * w.cols];
-    for r in 0..w.rows {
-        let to = perm[r];
+    for (r, &to) in perm.iter().enumerate().take(w.rows) {
         data[to * w.cols..(to + 1) * w.cols].copy_from_slice(&w.data[r * w.cols..(r + 1) * w.cols]);
     }
     Matrix {
