@@ -21,8 +21,7 @@ use crate::keys::SecretKey;
 use crate::ring::Context;
 
 /// How the client lays out its input: the `len` values, zero-padded to `period`, repeated over
-/// all slots with copy b rotated left by b·`shift`; encoded at `scale`, encrypted at the top
-/// level. (Shifted copies let the server split the first layer's diagonals among the copies.)
+/// all slots with copy b rotated left by b·`shift`; encoded at `scale`, encrypted at `level`. (Shifted copies let the server split the first layer's diagonals among the copies.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InputSpec {
     /// Number of input values.
@@ -33,6 +32,8 @@ pub struct InputSpec {
     pub shift: u32,
     /// Encoding scale.
     pub scale: f64,
+    /// Level at which the input is encrypted (at most the top level).
+    pub level: u32,
 }
 
 impl InputSpec {
@@ -178,8 +179,11 @@ impl<'a> InferenceClient<'a> {
             return Err(Error::Decode("inference already started"));
         }
         let values = spec.layout(input, self.ctx.params().slots())?;
-        let top = self.ctx.params().top_level();
-        let mut pt = self.encoder.encode(self.ctx, &values, spec.scale, top)?;
+        let level = spec.level as usize;
+        if level > self.ctx.params().top_level() {
+            return Err(Error::InvalidParams("input level above the top level"));
+        }
+        let mut pt = self.encoder.encode(self.ctx, &values, spec.scale, level)?;
         let ct = encrypt_symmetric(self.ctx, self.sk, &pt, rng);
         pt.poly.zeroize();
         self.state = State::AwaitingRound(0);

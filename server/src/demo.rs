@@ -21,8 +21,10 @@ use crate::protocol::{CompiledModel, Inference, Model, ProtocolConfig, ProtocolE
 pub struct InferenceReport {
     /// Decrypted output values.
     pub output: Vec<f64>,
-    /// Wall time of the whole exchange.
+    /// Wall time of the online exchange (client input to decrypted output).
     pub total: Duration,
+    /// Server time preparing the inference before the query (permuted, encoded layers).
+    pub prepare: Duration,
     /// Client compute time.
     pub client: Duration,
     /// Server compute time.
@@ -138,13 +140,17 @@ impl Session {
 
     /// Runs one private inference on `input`.
     pub fn infer(&mut self, input: &[f64]) -> Result<InferenceReport, ProtocolError> {
-        let start = Instant::now();
         let mut report = InferenceReport::default();
         let mut seed = [0u8; 32];
         self.server_rng.fill_bytes(&mut seed);
         let mut server = Inference::new(&self.eval, &self.keys, &self.model, &self.cfg, seed);
+        // The offline part: permuted layers encoded before the query (see Inference::prepare).
+        let t = Instant::now();
+        server.prepare()?;
+        report.prepare = t.elapsed();
+        let start = Instant::now();
         let mut client = InferenceClient::new(&self.ctx, &self.encoder, &self.sk);
-        let spec = self.model.input_spec(&self.cfg);
+        let spec = server.input_spec();
 
         let t = Instant::now();
         let first = client.start(input, &spec, &mut self.client_rng)?;

@@ -44,7 +44,7 @@ fn out_of_order_messages_are_rejected() {
     let mut w = world();
     let mut server = Inference::new(&w.eval, &w.keys, &w.model, &w.cfg, [9; 32]);
     let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
-    let spec = w.model.input_spec(&w.cfg);
+    let spec = server.input_spec();
     let x = vec![0.25; 64];
     let ClientMessage::Input(input) = client.start(&x, &spec, &mut w.rng).unwrap() else {
         panic!()

@@ -181,11 +181,12 @@ fn run(common: &Common) -> Result<Run> {
         let label = test.labels[i] as usize;
         agree += (encrypted == plaintext) as usize;
         let line = format!(
-            "image {i:>5}: encrypted {encrypted}  plaintext {plaintext}  label {label}  {}  {:>6.0} ms (client {:.0} ms, server {:.0} ms)",
+            "image {i:>5}: encrypted {encrypted}  plaintext {plaintext}  label {label}  {}  {:>6.0} ms (client {:.0} ms, server {:.0} ms; prepared ahead {:.0} ms)",
             if encrypted == plaintext { "agree" } else { "DISAGREE" },
-            report.total.as_secs_f64() * 1e3,
-            report.client.as_secs_f64() * 1e3,
-            report.server.as_secs_f64() * 1e3,
+            ms(report.total),
+            ms(report.client),
+            ms(report.server),
+            ms(report.prepare),
         );
         // Without a terminal the bar is hidden and so is its println.
         if bar.is_hidden() {
@@ -234,6 +235,7 @@ struct Summary {
     p90: f64,
     client: f64,
     server: f64,
+    prepare: f64,
     up: f64,
     down: f64,
     rounds: usize,
@@ -260,6 +262,10 @@ fn summarize(run: &Run) -> Summary {
             run.outcomes.iter().map(|o| ms(o.report.server)).collect(),
             0.5,
         ),
+        prepare: percentile(
+            run.outcomes.iter().map(|o| ms(o.report.prepare)).collect(),
+            0.5,
+        ),
         up: percentile(
             run.outcomes
                 .iter()
@@ -280,10 +286,10 @@ fn summarize(run: &Run) -> Summary {
 
 fn print_summary(run: &Run, s: &Summary) {
     println!();
-    println!("| model | images | encrypted acc. | plaintext acc. | agreement | latency median (p90) | client | server | up | down | rounds |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| model | images | encrypted acc. | plaintext acc. | agreement | latency median (p90) | client | server | server, prepared ahead | up | down | rounds |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {} | {} | {:.2} % | {:.2} % | {:.2} % | {:.0} ms ({:.0}) | {:.0} ms | {:.0} ms | {:.2} MB | {:.2} MB | {} |",
+        "| {} | {} | {:.2} % | {:.2} % | {:.2} % | {:.0} ms ({:.0}) | {:.0} ms | {:.0} ms | {:.0} ms | {:.2} MB | {:.2} MB | {} |",
         run.name,
         s.images,
         100.0 * s.acc_enc,
@@ -293,6 +299,7 @@ fn print_summary(run: &Run, s: &Summary) {
         s.p90,
         s.client,
         s.server,
+        s.prepare,
         s.up / 1e6,
         s.down / 1e6,
         s.rounds
@@ -358,6 +365,7 @@ fn main() -> Result<()> {
                 "latency_ms": { "median": s.median, "p90": s.p90 },
                 "client_ms_median": s.client,
                 "server_ms_median": s.server,
+                "server_prepare_ms_median": s.prepare,
                 "bytes_client_to_server": s.up,
                 "bytes_server_to_client": s.down,
                 "key_upload_bytes": run.session.key_bytes,

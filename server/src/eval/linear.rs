@@ -356,6 +356,11 @@ impl LinearTransform {
         Ok(out)
     }
 
+    /// Encodes the diagonals for inputs at `level` ahead of [`LinearTransform::apply_rescaling`].
+    pub fn prepare(&self, eval: &Evaluator, level: usize, primes: usize) -> EvalResult<()> {
+        self.encoded(eval, level, primes).map(|_| ())
+    }
+
     /// y = W·x: `x` holds the input with period `period`; the result is rescaled once (one level
     /// consumed, scale unchanged) and has period [`LinearTransform::output_period`].
     pub fn apply(&self, eval: &Evaluator, x: &Ct, keys: &EvalKeys) -> EvalResult<Ct> {

@@ -66,6 +66,12 @@ pub struct CompiledModel {
     input_shift: usize,
 }
 
+/// Level of the client's input: the first layer consumes `rescale_primes` levels and its output
+/// goes to the hand-off level.
+fn input_level(params: &Params, cfg: &ProtocolConfig) -> usize {
+    (params.handoff_level() + cfg.rescale_primes).min(params.top_level())
+}
+
 fn next_pow2(x: usize) -> usize {
     x.max(1).next_power_of_two()
 }
@@ -142,13 +148,15 @@ impl CompiledModel {
         self.model.layers.len() - 1
     }
 
-    /// The input layout the client must use.
-    pub fn input_spec(&self, cfg: &ProtocolConfig) -> InputSpec {
+    /// The input layout the client must use. The input is encrypted just high enough for the
+    /// first layer to land at the hand-off level: a smaller upload and cheaper first layer.
+    pub fn input_spec(&self, params: &Params, cfg: &ProtocolConfig) -> InputSpec {
         InputSpec {
             len: self.model.input_len as u32,
             period: self.shapes[0].in_period as u32,
             shift: self.input_shift as u32,
             scale: cfg.scale,
+            level: input_level(params, cfg) as u32,
         }
     }
 
@@ -221,6 +229,8 @@ pub struct Inference<'a> {
     signs: Vec<Vec<f64>>,
     state: State,
     rounds_sent: u32,
+    /// Layers compiled and encoded ahead by [`Inference::prepare`].
+    prepared: Vec<Option<(LinearTransform, Vec<f64>)>>,
     /// How every outgoing message was hidden.
     pub audits: Vec<HidingAudit>,
     /// Per-layer server time.
@@ -286,7 +296,35 @@ impl<'a> Inference<'a> {
             rounds_sent: 0,
             audits: Vec::new(),
             costs: Vec::new(),
+            prepared: Vec::new(),
         }
+    }
+
+    /// Compiles every layer with this inference's permutations and signs and encodes its
+    /// plaintexts, so that the online phase only evaluates. The permutations are fixed when the
+    /// inference is created, before any input exists, so this can run ahead of the query (e.g.
+    /// while the server is idle). Costs memory: the NTT-form plaintexts of every layer.
+    pub fn prepare(&mut self) -> Result<(), ProtocolError> {
+        let params = self.eval.ctx().params();
+        let primes = self.cfg.rescale_primes;
+        let mut prepared = Vec::with_capacity(self.model.model.layers.len());
+        for i in 0..self.model.model.layers.len() {
+            let (lt, bias) = self.permuted_layer(i)?;
+            let level = if i == 0 {
+                input_level(params, self.cfg)
+            } else {
+                params.top_level() - primes
+            };
+            lt.prepare(self.eval, level, primes)?;
+            prepared.push(Some((lt, bias)));
+        }
+        self.prepared = prepared;
+        Ok(())
+    }
+
+    /// The input layout this inference expects.
+    pub fn input_spec(&self) -> InputSpec {
+        self.model.input_spec(self.eval.ctx().params(), self.cfg)
     }
 
     /// The permutation of hidden layer `layer` (for tests of HePerm).
@@ -348,7 +386,10 @@ impl<'a> Inference<'a> {
 
     /// W'·x + b' for layer `i`.
     fn apply_layer(&mut self, i: usize, x: &Ct) -> Result<Ct, ProtocolError> {
-        let (lt, bias) = self.permuted_layer(i)?;
+        let (lt, bias) = match self.prepared.get_mut(i).and_then(Option::take) {
+            Some(prepared) => prepared,
+            None => self.permuted_layer(i)?,
+        };
         let y = lt.apply_rescaling(self.eval, x, self.keys, self.cfg.rescale_primes)?;
         let period = lt.output_period();
         let one_period: Vec<f64> = (0..period)
@@ -370,7 +411,7 @@ impl<'a> Inference<'a> {
         }
         let ctx = self.eval.ctx();
         let ct = input[0].expand(ctx)?;
-        ct.validate_level(ctx, ctx.params().top_level())?;
+        ct.validate_level(ctx, input_level(ctx.params(), self.cfg))?;
         if ct.scale != self.cfg.scale {
             return Err(ProtocolError::Violation("input at the wrong scale"));
         }

@@ -85,7 +85,7 @@ pub fn infer(w: &mut World, x: &[f64], seed: u8) -> Trace {
     let mut server = Inference::new(&w.eval, &w.keys, &w.model, &w.cfg, [seed; 32]);
     let perm = server.permutation(0).unwrap().to_vec();
     let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
-    let spec = w.model.input_spec(&w.cfg);
+    let spec = server.input_spec();
     let first = client.start(x, &spec, &mut w.rng).unwrap();
     let mut client_messages = vec![first.clone()];
     let ClientMessage::Input(input) = first else {
