@@ -33,7 +33,10 @@ fn encrypt_periodic(
 #[derive(Clone, Copy)]
 enum Build {
     Periodic,
+    /// Input laid out as shifted replicas by the encryptor.
     Replicated,
+    /// Plain periodic input, re-laid out by the server for at most this many replicas.
+    FromPeriodic(usize),
 }
 
 /// Runs W·x encrypted and checks every period of the output against the plaintext product.
@@ -52,15 +55,30 @@ fn check(
     let lt = match build {
         Build::Periodic => LinearTransform::new(&w, period, slots),
         Build::Replicated => LinearTransform::new_replicated(&w, period, slots),
+        Build::FromPeriodic(max) => LinearTransform::new_replicated_with(&w, period, slots, max),
     }
     .unwrap();
-    let steps = lt.rotation_steps();
+    let relayout = matches!(build, Build::FromPeriodic(_));
+    let steps = if relayout {
+        lt.rotation_steps_from_periodic()
+    } else {
+        lt.rotation_steps()
+    };
     let mut h = Harness::new(spec, &steps, 41);
     let x = h.values(w.cols, 1.0);
-    let (ct, shadow) = encrypt_periodic(&mut h, &x, period, lt.input_shift());
-    let y = lt.apply(&h.eval, &ct, &h.keys).unwrap();
-    let (noise, bound) = h.check_noise(name, &y, &lt.apply(&h.eval, &shadow, &h.keys).unwrap());
-    assert_eq!(y.level(), ct.level() - 1);
+    let shift = if relayout { 0 } else { lt.input_shift() };
+    let (ct, shadow) = encrypt_periodic(&mut h, &x, period, shift);
+    let apply = |ct: &server::eval::Ct| {
+        if relayout {
+            lt.apply_from_periodic(&h.eval, ct, &h.keys, 1).unwrap()
+        } else {
+            lt.apply(&h.eval, ct, &h.keys).unwrap()
+        }
+    };
+    let y = apply(&ct);
+    let (noise, bound) = h.check_noise(name, &y, &apply(&shadow));
+    let levels = 1 + if relayout { lt.relayout_levels() } else { 0 };
+    assert_eq!(y.level(), ct.level() - levels);
     assert_eq!(y.scale, ct.scale);
     let want = w.apply_plain(&x);
     let got = h.decrypt(&y);
@@ -226,10 +244,50 @@ fn replicated_dense_and_permuted_convolution() {
         lt.layout(),
         Layout::Replicated {
             blocks: 8,
-            shift: 128
+            shift: 128,
+            out_period: 1024
         }
     );
     assert_eq!(lt.cost(16384, 7).plaintext_multiplies, 128);
+}
+
+#[test]
+fn server_side_relayout_of_periodic_inputs() {
+    // Wide (extended diagonals) and square transforms fed a plain periodic vector, as hidden
+    // layers are: the server re-lays it out into shifted replicas first.
+    let lt = check(
+        &DEFAULT_N16384,
+        "FC 845->100 from periodic",
+        |h| random_matrix(h, 100, 845, 0.05),
+        1024,
+        14.0,
+        Build::FromPeriodic(8),
+    );
+    assert_eq!(
+        lt.layout(),
+        Layout::Replicated {
+            blocks: 8,
+            shift: 16,
+            out_period: 128
+        }
+    );
+    assert_eq!(lt.cost(16384, 7).plaintext_multiplies, 16);
+    let lt = check(
+        &COMPACT_N8192,
+        "square 256 from periodic",
+        |h| random_matrix(h, 256, 256, 1.0 / 16.0),
+        256,
+        14.0,
+        Build::FromPeriodic(4),
+    );
+    assert_eq!(
+        lt.layout(),
+        Layout::Replicated {
+            blocks: 4,
+            shift: 64,
+            out_period: 256
+        }
+    );
 }
 
 #[test]
@@ -248,7 +306,8 @@ fn replicated_small_period_caps_the_replicas() {
         lt.layout(),
         Layout::Replicated {
             blocks: 16,
-            shift: 1
+            shift: 1,
+            out_period: 16
         }
     );
 }

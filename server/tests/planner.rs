@@ -21,6 +21,10 @@ fn plans_with_positive_margins_for_calibrated_bounds() {
             "{m:?}"
         );
         assert_eq!(p.cfg.value_bound, bound);
+        // ReLU product (2 primes), re-layout (0 or 1) and transform (1) within the four levels.
+        let round = w.model.round_levels(&p.cfg);
+        assert!((3..=4).contains(&round), "{round}");
+        assert_eq!(m.spare_levels, 4 - round);
         assert_eq!(p.params.name(), "hefun-n16384");
     }
 }

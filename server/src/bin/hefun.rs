@@ -140,8 +140,9 @@ fn run(common: &Common) -> Result<Run> {
         margins,
     } = plan(&compiled, value_bound, HEFUN_N16384.stat_sec_bits, 10.0)?;
     eprintln!(
-        "plan: security slack {:.1} bits, refresh room {:.1} bits, flooding room {:.1} bits, signs reliable for |y| ≥ Y·2^-{:.1}, output precision {:.1} bits",
+        "plan: security slack {:.1} bits, {} spare level(s) per round, refresh room {:.1} bits, flooding room {:.1} bits, signs reliable for |y| ≥ Y·2^-{:.1}, output precision {:.1} bits",
         margins.security_slack,
+        margins.spare_levels,
         margins.refresh_room,
         margins.flood_room,
         margins.sign_precision,

@@ -68,12 +68,14 @@ pub enum Layout {
         /// Output period m'.
         out_period: usize,
     },
-    /// Square diagonals shared out over replicas of a pre-shifted input.
+    /// Square or extended diagonals shared out over replicas of a pre-shifted input.
     Replicated {
-        /// Number of replicas r = slots / period.
+        /// Number of replicas r (at most slots / period).
         blocks: usize,
         /// Block b of the input is rotated left by b·shift.
         shift: usize,
+        /// Output period (the period, or m' for a wide matrix).
+        out_period: usize,
     },
 }
 
@@ -84,6 +86,10 @@ pub struct TransformCost {
     pub rotations: usize,
     /// Plaintext–ciphertext products.
     pub plaintext_multiplies: usize,
+    /// Hoisted rotations of the re-layout from a plain periodic input (replicated layouts).
+    pub relayout_rotations: usize,
+    /// Hoisted baby-step rotations (included in `rotations`).
+    pub baby_rotations: usize,
     /// Bytes of cached NTT-form plaintexts at the top level.
     pub cached_bytes_top_level: usize,
 }
@@ -101,6 +107,8 @@ pub struct LinearTransform {
     /// Pre-rotated non-zero diagonals grouped by giant step: j → [(i, values over one period)].
     groups: BTreeMap<usize, Vec<(usize, Vec<f64>)>>,
     cache: Mutex<HashMap<(usize, usize), EncodedDiagonals>>,
+    /// Block masks of the re-layout, per level.
+    masks: Mutex<HashMap<usize, Arc<Vec<PlainNtt>>>>,
 }
 
 /// Product of the top `primes` primes at `level` (the scale that rescaling by them removes).
@@ -142,6 +150,14 @@ fn diagonal(w: &Matrix, d: usize, k: usize, row_of: impl Fn(usize) -> usize) -> 
             }
         })
         .collect()
+}
+
+fn prev_pow2(x: usize) -> usize {
+    if x == 0 {
+        0
+    } else {
+        1 << (usize::BITS - 1 - x.leading_zeros())
+    }
 }
 
 /// About √count baby steps, a power of two, at most `max`.
@@ -195,22 +211,43 @@ impl LinearTransform {
             n1,
             groups,
             cache: Mutex::new(HashMap::new()),
+            masks: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Compiles a square transform for an input laid out as r = slots/period replicas, block b
-    /// rotated left by b·(period/r) (see [`LinearTransform::input_shift`]). Falls back to
-    /// [`LinearTransform::new`] when there is no room for two replicas or the matrix is wide.
+    /// Compiles a transform for an input laid out as r replicas, block b rotated left by b·m
+    /// (see [`LinearTransform::input_shift`]); r·m is the number of (square or extended)
+    /// diagonals. Falls back to [`LinearTransform::new`] when there is no room for two replicas.
+    /// The shifted input comes from the client, or from [`LinearTransform::apply_from_periodic`].
     pub fn new_replicated(w: &Matrix, period: usize, slots: usize) -> EvalResult<Self> {
+        Self::new_replicated_with(w, period, slots, usize::MAX)
+    }
+
+    /// [`LinearTransform::new_replicated`] with at most `max_blocks` replicas.
+    pub fn new_replicated_with(
+        w: &Matrix,
+        period: usize,
+        slots: usize,
+        max_blocks: usize,
+    ) -> EvalResult<Self> {
         check_shape(w, period, slots)?;
         let d = period;
-        let blocks = (slots / d).min(d);
-        let wide = next_pow2(w.rows) < d && w.rows < w.cols;
-        if blocks < 2 || wide {
+        let out_period = next_pow2(w.rows);
+        let wide = out_period < d && w.rows < w.cols;
+        // Square diagonals, or extended ones for a wide matrix (rows taken mod m').
+        let (count, row_mod) = if wide {
+            (out_period, out_period)
+        } else {
+            (d, d)
+        };
+        let blocks = (slots / d).min(count).min(prev_pow2(max_blocks));
+        if blocks < 2 {
             return Self::new(w, period, slots);
         }
-        let m = d / blocks;
-        let diags: Vec<Vec<f64>> = (0..d).map(|k| diagonal(w, d, k, |i| i)).collect();
+        let m = count / blocks;
+        let diags: Vec<Vec<f64>> = (0..count)
+            .map(|k| diagonal(w, d, k, |i| i % row_mod))
+            .collect();
         let n1 = baby_step_count(m, m);
         let mut groups: BTreeMap<usize, Vec<(usize, Vec<f64>)>> = BTreeMap::new();
         for i in 0..m {
@@ -233,10 +270,15 @@ impl LinearTransform {
             rows: w.rows,
             cols: w.cols,
             period: d,
-            layout: Layout::Replicated { blocks, shift: m },
+            layout: Layout::Replicated {
+                blocks,
+                shift: m,
+                out_period: if wide { out_period } else { d },
+            },
             n1,
             groups,
             cache: Mutex::new(HashMap::new()),
+            masks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -267,8 +309,8 @@ impl LinearTransform {
     /// Period of the output vector in the slots.
     pub fn output_period(&self) -> usize {
         match self.layout {
-            Layout::Square | Layout::Replicated { .. } => self.period,
-            Layout::Wide { out_period } => out_period,
+            Layout::Square => self.period,
+            Layout::Wide { out_period } | Layout::Replicated { out_period, .. } => out_period,
         }
     }
 
@@ -284,7 +326,9 @@ impl LinearTransform {
         let (from, to) = match self.layout {
             Layout::Square => return Vec::new(),
             Layout::Wide { out_period } => (self.period, out_period),
-            Layout::Replicated { blocks, .. } => (blocks * self.period, self.period),
+            Layout::Replicated {
+                blocks, out_period, ..
+            } => (blocks * self.period, out_period),
         };
         let mut steps = Vec::new();
         let mut s = from / 2;
@@ -323,8 +367,21 @@ impl LinearTransform {
         TransformCost {
             rotations: baby + giant + self.fold_steps().len(),
             plaintext_multiplies: diags,
+            relayout_rotations: self.relayout_steps().len(),
+            baby_rotations: baby,
             cached_bytes_top_level: diags * n * top_limbs * 8,
         }
+    }
+
+    /// A relative estimate of the online cost of [`LinearTransform::apply_from_periodic`] (or of
+    /// [`LinearTransform::apply_rescaling`] without `relayout`), in units of one key-switched
+    /// rotation: hoisted rotations count half, a plaintext product 1/30 (measured ratios at
+    /// N = 2^14).
+    pub fn online_cost(&self, relayout: bool) -> f64 {
+        let c = self.cost(1, 1);
+        let hoisted = c.baby_rotations + if relayout { c.relayout_rotations } else { 0 };
+        let single = c.rotations - c.baby_rotations;
+        0.5 * hoisted as f64 + single as f64 + c.plaintext_multiplies as f64 / 30.0
     }
 
     /// The encoded diagonals at `level`, at the scale of the top `primes` primes (cached).
@@ -354,6 +411,104 @@ impl LinearTransform {
         let out = Arc::new(out);
         cache.insert((level, primes), out.clone());
         Ok(out)
+    }
+
+    /// Rotation steps of the re-layout from a plain periodic input: b·m for every block b > 0.
+    fn relayout_steps(&self) -> Vec<usize> {
+        match self.layout {
+            Layout::Replicated { blocks, shift, .. } => (1..blocks).map(|b| b * shift).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Every rotation step [`LinearTransform::apply_from_periodic`] needs.
+    pub fn rotation_steps_from_periodic(&self) -> Vec<i64> {
+        let mut steps: BTreeSet<i64> = self.rotation_steps().into_iter().collect();
+        steps.extend(self.relayout_steps().into_iter().map(|s| s as i64));
+        steps.into_iter().collect()
+    }
+
+    /// Levels [`LinearTransform::apply_from_periodic`] consumes on top of the diagonals' primes.
+    pub fn relayout_levels(&self) -> usize {
+        usize::from(matches!(self.layout, Layout::Replicated { .. }))
+    }
+
+    /// The 0/1 indicators of each block (at the scale of the prime that the re-layout rescales
+    /// away), cached per level. They depend on the shape only.
+    fn block_masks(&self, eval: &Evaluator, level: usize) -> EvalResult<Arc<Vec<PlainNtt>>> {
+        let Layout::Replicated { blocks, .. } = self.layout else {
+            return Err(EvalError::Internal("no re-layout for this transform"));
+        };
+        let mut cache = self.masks.lock().map_err(|_| EvalError::Poisoned)?;
+        if let Some(m) = cache.get(&level) {
+            return Ok(m.clone());
+        }
+        let d = self.period;
+        let span = blocks * d;
+        let scale = rescale_divisor(eval, level, 1);
+        let masks = (0..blocks)
+            .into_par_iter()
+            .map(|b| {
+                let values: Vec<f64> = (0..span)
+                    .map(|t| if t / d == b { 1.0 } else { 0.0 })
+                    .collect();
+                eval.encode_periodic(&values, scale, level)
+            })
+            .collect::<EvalResult<Vec<_>>>()?;
+        let masks = Arc::new(masks);
+        cache.insert(level, masks.clone());
+        Ok(masks)
+    }
+
+    /// Turns a plain periodic input into the shifted replicas a replicated transform reads:
+    /// X = Σ_b mask_b ⊙ rot_{b·m}(x), one hoisted rotation per block and one prime consumed.
+    fn relayout(&self, eval: &Evaluator, x: &Ct, keys: &EvalKeys) -> EvalResult<Ct> {
+        let level = x.level();
+        if level < 1 {
+            return Err(EvalError::NoLevelLeft);
+        }
+        let masks = self.block_masks(eval, level)?;
+        let steps: Vec<i64> = self.relayout_steps().iter().map(|&s| s as i64).collect();
+        let rotated = eval.rotate_hoisted(x, &steps, keys)?;
+        let mut acc = eval.mul_plain(x, &masks[0])?;
+        for (r, mask) in rotated.iter().zip(&masks[1..]) {
+            acc.c0.mul_acc(eval.ctx(), &r.c0, &mask.poly)?;
+            acc.c1.mul_acc(eval.ctx(), &r.c1, &mask.poly)?;
+            acc.noise_var += r.noise_var * mask.sq_norm;
+        }
+        eval.rescale(&acc)
+    }
+
+    /// Encodes what [`LinearTransform::apply_from_periodic`] needs for inputs at `level`.
+    pub fn prepare_from_periodic(
+        &self,
+        eval: &Evaluator,
+        level: usize,
+        primes: usize,
+    ) -> EvalResult<()> {
+        let extra = self.relayout_levels();
+        if extra > 0 {
+            self.block_masks(eval, level)?;
+        }
+        let inner = level.checked_sub(extra).ok_or(EvalError::NoLevelLeft)?;
+        self.prepare(eval, inner, primes)
+    }
+
+    /// y = W·x for a plain periodic `x` (the output of an earlier layer): re-lays it out first
+    /// if the transform is replicated (one more level consumed, see
+    /// [`LinearTransform::relayout_levels`]).
+    pub fn apply_from_periodic(
+        &self,
+        eval: &Evaluator,
+        x: &Ct,
+        keys: &EvalKeys,
+        primes: usize,
+    ) -> EvalResult<Ct> {
+        if self.relayout_levels() == 0 {
+            return self.apply_rescaling(eval, x, keys, primes);
+        }
+        let shifted = self.relayout(eval, x, keys)?;
+        self.apply_rescaling(eval, &shifted, keys, primes)
     }
 
     /// Encodes the diagonals for inputs at `level` ahead of [`LinearTransform::apply_rescaling`].

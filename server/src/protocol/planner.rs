@@ -4,6 +4,8 @@
 //!
 //! Budgets, at the hand-off level with modulus Q_h (bits as log2):
 //! * **security**: log QP within the 128-bit bound of N;
+//! * **levels**: a round (ReLU product, re-layout, transform) must fit between the top level and
+//!   the hand-off level;
 //! * **refresh room**: the mask A = N·B·2^(s−1), B = Δ·Y + E, must leave A + B < Q_h/2;
 //! * **flooding room**: the ReLU message Δ·Δ_r·Y·2^spread and its flooding N·E_r·2^(s−1) must fit
 //!   below Q_h/2;
@@ -26,6 +28,8 @@ const LAYER_NOISE_BITS: f64 = 13.0;
 pub struct Margins {
     /// Bits left below the 128-bit bound on log2(QP).
     pub security_slack: f64,
+    /// Levels left over in each round.
+    pub spare_levels: usize,
     /// Bits left above refresh mask + message at the hand-off level.
     pub refresh_room: f64,
     /// Bits left above the flooded ReLU message at the hand-off level.
@@ -89,6 +93,14 @@ pub fn plan_with(
     let e = (2f64.powf(LAYER_NOISE_BITS) + 2f64.powf(12.2)).log2();
 
     let security_slack = params.security()?.slack_bits();
+    let available = params.top_level() - params.handoff_level();
+    let needed = model.round_levels(&cfg).max(cfg.rescale_primes);
+    let spare_levels = available.checked_sub(needed).ok_or_else(|| {
+        ProtocolError::Budget(format!(
+            "levels: a round needs {needed} levels, {} has {available} between the top and the hand-off",
+            params.name()
+        ))
+    })?;
 
     // Refresh: A = N·B·2^(s−1), B = Δ·Y + E.
     let b = (2f64.powf(delta + y) + 2f64.powf(e)).log2();
@@ -129,6 +141,7 @@ pub fn plan_with(
         cfg,
         margins: Margins {
             security_slack,
+            spare_levels,
             refresh_room,
             flood_room,
             sign_precision,

@@ -21,6 +21,8 @@ pub struct ProtocolConfig {
     pub scale: f64,
     /// Primes removed by each rescale (Δ ≈ their product).
     pub rescale_primes: usize,
+    /// Primes spanned by the sign scale (the ReLU product is rescaled by them).
+    pub sign_primes: usize,
     /// Scale of the ReLU multiplier plaintext r.
     pub r_scale: f64,
     /// |r| is uniform in [1, 2^r_spread_bits].
@@ -32,11 +34,17 @@ pub struct ProtocolConfig {
 }
 
 impl ProtocolConfig {
-    /// The configuration for a parameter set whose default scale spans `rescale_primes` primes.
-    pub fn for_params(params: &Params, rescale_primes: usize, value_bound: f64) -> Self {
+    /// The configuration for a parameter set whose default scale spans `scale_primes` primes.
+    ///
+    /// Linear layers encode their plaintexts at one prime's scale (2^44 is far more precision
+    /// than the weights need) and rescale by that prime. The ReLU product's sign scale spans
+    /// `scale_primes` primes: the client's fresh encryption noise, relative to Δ_σ, multiplies
+    /// Δ·Y, so Δ_σ must be about Δ for that noise to stay negligible.
+    pub fn for_params(params: &Params, scale_primes: usize, value_bound: f64) -> Self {
         Self {
             scale: params.default_scale(),
-            rescale_primes,
+            rescale_primes: 1,
+            sign_primes: scale_primes,
             r_scale: 2f64.powi(30),
             r_spread_bits: 4,
             value_bound,
@@ -64,6 +72,8 @@ pub struct CompiledModel {
     shapes: Vec<LayerShape>,
     /// Left rotation between the copies of the client's input.
     input_shift: usize,
+    /// Most replicas each layer's transform may use.
+    replicas: Vec<usize>,
 }
 
 /// Level of the client's input: the first layer consumes `rescale_primes` levels and its output
@@ -106,10 +116,35 @@ impl CompiledModel {
             });
             d = out_period;
         }
+        let mut replicas = Vec::with_capacity(shapes.len());
+        for (i, s) in shapes.iter().enumerate() {
+            let dense = Matrix {
+                rows: s.rows,
+                cols: s.in_period,
+                data: vec![1.0; s.rows * s.in_period],
+            };
+            // The client's shifted input costs the server nothing: use every replica there.
+            if i == 0 {
+                replicas.push(usize::MAX);
+                continue;
+            }
+            let mut best = (f64::INFINITY, 1);
+            let mut blocks = 1;
+            while blocks <= slots / s.lt_period {
+                let lt = LinearTransform::new_replicated_with(&dense, s.lt_period, slots, blocks)?;
+                let cost = lt.online_cost(true);
+                if cost < best.0 {
+                    best = (cost, blocks);
+                }
+                blocks *= 2;
+            }
+            replicas.push(best.1);
+        }
         let mut compiled = Self {
             model,
             shapes,
             input_shift: 0,
+            replicas,
         };
         let s0 = compiled.shapes[0];
         let probe = Matrix {
@@ -121,9 +156,11 @@ impl CompiledModel {
         Ok(compiled)
     }
 
-    /// Layer `i`'s transform for `matrix` (the layer's weights with permutations folded in). The
-    /// first layer reads the client's input, which can come as shifted copies (see
-    /// [`LinearTransform::new_replicated`]); later inputs are plain periodic vectors.
+    /// Layer `i`'s transform for `matrix` (the layer's weights with permutations folded in).
+    /// Layers share their diagonals out over replicas of a shifted input (see
+    /// [`LinearTransform::new_replicated`]): the client lays out the first layer's input that
+    /// way, later inputs are re-laid out by the server, with as many replicas as minimise the
+    /// estimated online cost (re-layout rotations against fewer products and steps).
     fn transform(
         &self,
         i: usize,
@@ -131,11 +168,21 @@ impl CompiledModel {
         slots: usize,
     ) -> Result<LinearTransform, ProtocolError> {
         let period = self.shapes[i].lt_period;
-        Ok(if i == 0 {
-            LinearTransform::new_replicated(matrix, period, slots)?
-        } else {
-            LinearTransform::new(matrix, period, slots)?
-        })
+        Ok(LinearTransform::new_replicated_with(
+            matrix,
+            period,
+            slots,
+            self.replicas[i],
+        )?)
+    }
+
+    /// Levels one round consumes at most, from the client's top-level re-encryption to the
+    /// next hand-off: the ReLU product, the re-layout if the next layer has one, the transform.
+    pub fn round_levels(&self, cfg: &ProtocolConfig) -> usize {
+        (1..self.shapes.len())
+            .map(|i| cfg.sign_primes + usize::from(self.replicas[i] >= 2) + cfg.rescale_primes)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The plaintext model.
@@ -170,7 +217,12 @@ impl CompiledModel {
                 cols: s.in_period,
                 data: vec![1.0; s.rows * s.in_period],
             };
-            steps.extend(self.transform(i, &dense, slots)?.rotation_steps());
+            let lt = self.transform(i, &dense, slots)?;
+            if i == 0 {
+                steps.extend(lt.rotation_steps());
+            } else {
+                steps.extend(lt.rotation_steps_from_periodic());
+            }
         }
         steps.sort_unstable();
         steps.dedup();
@@ -310,12 +362,12 @@ impl<'a> Inference<'a> {
         let mut prepared = Vec::with_capacity(self.model.model.layers.len());
         for i in 0..self.model.model.layers.len() {
             let (lt, bias) = self.permuted_layer(i)?;
-            let level = if i == 0 {
-                input_level(params, self.cfg)
+            if i == 0 {
+                lt.prepare(self.eval, input_level(params, self.cfg), primes)?;
             } else {
-                params.top_level() - primes
-            };
-            lt.prepare(self.eval, level, primes)?;
+                let level = params.top_level() - self.cfg.sign_primes;
+                lt.prepare_from_periodic(self.eval, level, primes)?;
+            }
             prepared.push(Some((lt, bias)));
         }
         self.prepared = prepared;
@@ -390,7 +442,12 @@ impl<'a> Inference<'a> {
             Some(prepared) => prepared,
             None => self.permuted_layer(i)?,
         };
-        let y = lt.apply_rescaling(self.eval, x, self.keys, self.cfg.rescale_primes)?;
+        let primes = self.cfg.rescale_primes;
+        let y = if i == 0 {
+            lt.apply_rescaling(self.eval, x, self.keys, primes)?
+        } else {
+            lt.apply_from_periodic(self.eval, x, self.keys, primes)?
+        };
         let period = lt.output_period();
         let one_period: Vec<f64> = (0..period)
             .map(|t| bias.get(t).copied().unwrap_or(0.0))
@@ -503,7 +560,7 @@ impl<'a> Inference<'a> {
         });
 
         let top = params.top_level();
-        let sign_scale = rescale_divisor(self.eval, top, self.cfg.rescale_primes);
+        let sign_scale = rescale_divisor(self.eval, top, self.cfg.sign_primes);
         self.rounds_sent += 1;
         self.state = State::AwaitRound {
             round,
@@ -574,7 +631,7 @@ impl<'a> Inference<'a> {
         let rho = eval.encode_periodic(&self.signs[layer], sign_scale, top)?;
         let factor = eval.add_plain(&sigma, &rho)?;
         let mut prod = eval.mul(&z, &factor, self.cfg.value_bound, 2.0, self.keys)?;
-        for _ in 0..self.cfg.rescale_primes {
+        for _ in 0..self.cfg.sign_primes {
             prod = eval.rescale(&prod)?;
         }
         // Δ_σ is exactly the product of the primes rescaled away, so the scale returns to the
