@@ -82,6 +82,13 @@ pub enum Error {
     },
     /// A serialized object could not be decoded.
     Decode(&'static str),
+    /// A frame's length is zero or above the protocol's maximum.
+    FrameTooLarge {
+        /// The announced or encoded payload length.
+        len: usize,
+    },
+    /// The transport failed or ended mid-frame.
+    Io,
 }
 
 impl fmt::Display for Error {
@@ -127,6 +134,12 @@ impl fmt::Display for Error {
                 write!(f, "{what} index {index} out of range (have {len})")
             }
             Error::Decode(what) => write!(f, "decode error: {what}"),
+            Error::FrameTooLarge { len } => write!(
+                f,
+                "frame of {len} bytes is empty or above the limit of {} bytes",
+                crate::wire::MAX_FRAME_LEN
+            ),
+            Error::Io => write!(f, "transport error or end of stream inside a frame"),
         }
     }
 }

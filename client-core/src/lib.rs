@@ -43,6 +43,7 @@ pub mod params;
 pub mod protocol;
 pub mod ring;
 pub mod sampling;
+pub mod wire;
 
 pub use error::{Error, Result};
 /// Re-exported so callers can name the RNG traits this crate takes.

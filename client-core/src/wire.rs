@@ -1,0 +1,226 @@
+//! Framing of the wire protocol: every message is one frame, a 4-byte little-endian length
+//! followed by that many bytes of postcard. Frames are bounded by [`MAX_FRAME_LEN`], so a peer can
+//! size its receive buffer once and reject anything longer before reading it; large objects
+//! (ciphertexts, keys) are sent as several frames of one limb each.
+//!
+//! The functions here work on byte slices and on `embedded_io` streams, so the same code runs on
+//! the microcontroller (UART) and on the host (TCP via an adapter).
+
+use alloc::vec::Vec;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Version of the wire protocol, exchanged in the handshake.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Bytes of the length prefix.
+pub const LEN_PREFIX: usize = 4;
+
+/// Largest payload of one frame: one limb at N = 2^14 (128 KiB) plus headroom for the fields
+/// around it.
+pub const MAX_FRAME_LEN: usize = 160 * 1024;
+
+/// Stable error codes of error frames (numbers never change meaning; new ones are appended).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// A frame did not decode, or had trailing bytes.
+    Malformed = 1,
+    /// A frame's length prefix exceeds [`MAX_FRAME_LEN`] or is zero.
+    FrameTooLarge = 2,
+    /// The peer speaks another protocol version.
+    UnsupportedVersion = 3,
+    /// A message that is not allowed in the current state.
+    UnexpectedMessage = 4,
+    /// Key material is missing, duplicated, out of order or malformed.
+    BadKey = 5,
+    /// A ciphertext has the wrong level or length, or residues not below their primes.
+    BadCiphertext = 6,
+    /// A round id that is unknown or was already answered.
+    UnknownRound = 7,
+    /// The peer was too slow.
+    Timeout = 8,
+    /// The server is at its session limit.
+    Busy = 9,
+    /// The key id is not known to the server (upload the keys).
+    UnknownKey = 10,
+    /// Something failed on the server that is not the client's fault.
+    Internal = 11,
+}
+
+/// Writes `msg` as one frame (prefix and payload) at the end of `out`.
+pub fn encode_frame<T: Serialize + ?Sized>(msg: &T, out: &mut Vec<u8>) -> Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; LEN_PREFIX]);
+    let body = postcard::to_extend(msg, core::mem::take(out))
+        .map_err(|_| Error::Decode("message does not serialise"))?;
+    *out = body;
+    let len = out.len() - start - LEN_PREFIX;
+    if len == 0 || len > MAX_FRAME_LEN {
+        out.truncate(start);
+        return Err(Error::FrameTooLarge { len });
+    }
+    out[start..start + LEN_PREFIX].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// The payload length announced by a prefix, checked against [`MAX_FRAME_LEN`].
+pub fn frame_len(prefix: [u8; LEN_PREFIX]) -> Result<usize> {
+    let len = u32::from_le_bytes(prefix) as usize;
+    if len == 0 || len > MAX_FRAME_LEN {
+        return Err(Error::FrameTooLarge { len });
+    }
+    Ok(len)
+}
+
+/// Decodes one payload (without its prefix); trailing bytes are an error.
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
+    match postcard::take_from_bytes(payload) {
+        Ok((msg, [])) => Ok(msg),
+        Ok(_) => Err(Error::Decode("trailing bytes after the message")),
+        Err(_) => Err(Error::Decode("malformed frame")),
+    }
+}
+
+/// Splits complete frames off the front of `buf`: returns the first frame's payload and the
+/// rest, or `None` if `buf` does not hold a whole frame yet. A bad prefix is an error at once,
+/// before the body has arrived.
+pub fn split_frame(buf: &[u8]) -> Result<Option<(&[u8], &[u8])>> {
+    let Some(prefix) = buf.get(..LEN_PREFIX) else {
+        return Ok(None);
+    };
+    let mut p = [0; LEN_PREFIX];
+    p.copy_from_slice(prefix);
+    let len = frame_len(p)?;
+    let rest = &buf[LEN_PREFIX..];
+    if rest.len() < len {
+        return Ok(None);
+    }
+    Ok(Some(rest.split_at(len)))
+}
+
+/// Sends `msg` as one frame on `w`; `scratch` is reused between calls.
+pub fn write_frame<W: embedded_io::Write, T: Serialize + ?Sized>(
+    w: &mut W,
+    msg: &T,
+    scratch: &mut Vec<u8>,
+) -> Result<()> {
+    scratch.clear();
+    encode_frame(msg, scratch)?;
+    w.write_all(scratch).map_err(|_| Error::Io)?;
+    w.flush().map_err(|_| Error::Io)
+}
+
+/// Reads one frame from `r` into `buf` (resized to the payload) and decodes it. The length is
+/// checked before any of the body is read.
+pub fn read_frame<R: embedded_io::Read, T: DeserializeOwned>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+) -> Result<T> {
+    let mut prefix = [0; LEN_PREFIX];
+    r.read_exact(&mut prefix).map_err(|_| Error::Io)?;
+    let len = frame_len(prefix)?;
+    buf.clear();
+    buf.resize(len, 0);
+    r.read_exact(buf).map_err(|_| Error::Io)?;
+    decode_payload(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Msg {
+        Hello {
+            version: u16,
+        },
+        Limb(Vec<u64>),
+        Error {
+            code: ErrorCode,
+            message: alloc::string::String,
+        },
+    }
+
+    #[test]
+    fn frames_round_trip_and_split() {
+        let msgs = [
+            Msg::Hello { version: 1 },
+            Msg::Limb((0..16384).collect()),
+            Msg::Error {
+                code: ErrorCode::BadKey,
+                message: "digit 2 missing".into(),
+            },
+        ];
+        let mut stream = Vec::new();
+        for m in &msgs {
+            encode_frame(m, &mut stream).unwrap();
+        }
+        let mut rest = &stream[..];
+        for m in &msgs {
+            let (payload, tail) = split_frame(rest).unwrap().unwrap();
+            assert_eq!(&decode_payload::<Msg>(payload).unwrap(), m);
+            rest = tail;
+        }
+        assert!(rest.is_empty());
+        // Every proper prefix of a frame is incomplete, not an error.
+        let mut one = Vec::new();
+        encode_frame(&msgs[1], &mut one).unwrap();
+        for cut in [0, 3, 4, 100, one.len() - 1] {
+            assert_eq!(split_frame(&one[..cut]).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn hostile_frames_are_errors() {
+        // Over the limit, and zero, are rejected from the prefix alone.
+        let big = ((MAX_FRAME_LEN + 1) as u32).to_le_bytes();
+        assert!(matches!(
+            split_frame(&big),
+            Err(Error::FrameTooLarge { .. })
+        ));
+        assert!(matches!(
+            frame_len([0; 4]),
+            Err(Error::FrameTooLarge { len: 0 })
+        ));
+        // Garbage and trailing bytes.
+        let mut f = Vec::new();
+        encode_frame(&Msg::Hello { version: 1 }, &mut f).unwrap();
+        let mut trailing = f[LEN_PREFIX..].to_vec();
+        trailing.push(0);
+        assert!(decode_payload::<Msg>(&trailing).is_err());
+        assert!(decode_payload::<Msg>(&[0xff, 0xff, 0xff]).is_err());
+        // A message too large for one frame is refused when encoding, leaving `out` as it was.
+        let mut out = vec![7u8];
+        let err = encode_frame(&Msg::Limb(vec![u64::MAX; MAX_FRAME_LEN / 8]), &mut out);
+        assert!(matches!(err, Err(Error::FrameTooLarge { .. })));
+        assert_eq!(out, [7]);
+    }
+
+    #[test]
+    fn streams_read_and_write_frames() {
+        let mut wire: Vec<u8> = Vec::new();
+        let mut scratch = Vec::new();
+        write_frame(&mut wire, &Msg::Hello { version: 1 }, &mut scratch).unwrap();
+        write_frame(&mut wire, &Msg::Limb(vec![1, 2, 3]), &mut scratch).unwrap();
+        let mut reader = &wire[..];
+        let mut buf = Vec::new();
+        assert_eq!(
+            read_frame::<_, Msg>(&mut reader, &mut buf).unwrap(),
+            Msg::Hello { version: 1 }
+        );
+        assert_eq!(
+            read_frame::<_, Msg>(&mut reader, &mut buf).unwrap(),
+            Msg::Limb(vec![1, 2, 3])
+        );
+        // The stream ends: an I/O error, not a panic.
+        assert_eq!(read_frame::<_, Msg>(&mut reader, &mut buf), Err(Error::Io));
+        // A truncated frame is an I/O error too.
+        let mut cut = &wire[..wire.len() - 2];
+        read_frame::<_, Msg>(&mut cut, &mut buf).unwrap();
+        assert_eq!(read_frame::<_, Msg>(&mut cut, &mut buf), Err(Error::Io));
+    }
+}
