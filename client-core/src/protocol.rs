@@ -21,7 +21,8 @@ use crate::keys::SecretKey;
 use crate::ring::Context;
 
 /// How the client lays out its input: the `len` values, zero-padded to `period`, repeated over
-/// all slots with copy b rotated left by b·`shift`; encoded at `scale`, encrypted at `level`. (Shifted copies let the server split the first layer's diagonals among the copies.)
+/// all slots; copy b (slots [b·period, (b+1)·period)) is rotated left by (b mod `copies`)·`shift`.
+/// Encoded at `scale`, encrypted at `level`. (Shifted copies let the server split the first layer's diagonals among the copies.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InputSpec {
     /// Number of input values.
@@ -30,6 +31,8 @@ pub struct InputSpec {
     pub period: u32,
     /// Left rotation of each copy relative to the previous one (0: plain repetition).
     pub shift: u32,
+    /// Number of distinct copies; the pattern repeats every `copies`·`period` slots.
+    pub copies: u32,
     /// Encoding scale.
     pub scale: f64,
     /// Level at which the input is encrypted (at most the top level).
@@ -51,9 +54,15 @@ impl InputSpec {
         if shift >= period {
             return Err(Error::InvalidParams("input shift must be below the period"));
         }
+        let copies = self.copies as usize;
+        if copies == 0 || copies > slots / period {
+            return Err(Error::InvalidParams(
+                "input copies must be between 1 and slots / period",
+            ));
+        }
         Ok((0..slots)
             .map(|t| {
-                let (block, s) = (t / period, t % period);
+                let (block, s) = ((t / period) % copies, t % period);
                 let i = (s + (block * shift) % period) % period;
                 input.get(i).copied().unwrap_or(0.0)
             })
@@ -289,5 +298,46 @@ impl<'a> InferenceClient<'a> {
             values.extend_from_slice(&decoded[..take]);
         }
         Ok(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(len: u32, period: u32, shift: u32, copies: u32) -> InputSpec {
+        InputSpec {
+            len,
+            period,
+            shift,
+            copies,
+            scale: 1.0,
+            level: 0,
+        }
+    }
+
+    #[test]
+    fn input_layout_rotates_copies_and_repeats() {
+        let x = [1.0, 2.0, 3.0];
+        // Period 4, 4 copies in 32 slots, each rotated one further left; the pattern repeats
+        // after 16 slots.
+        let v = spec(3, 4, 1, 4).layout(&x, 32).unwrap();
+        let first = [1.0, 2.0, 3.0, 0.0, 2.0, 3.0, 0.0, 1.0];
+        assert_eq!(&v[..8], &first);
+        assert_eq!(&v[8..12], &[3.0, 0.0, 1.0, 2.0]);
+        assert_eq!(&v[16..24], &first);
+        // Plain repetition.
+        let v = spec(3, 4, 0, 1).layout(&x, 16).unwrap();
+        assert!(v.chunks(4).all(|c| c == [1.0, 2.0, 3.0, 0.0]));
+    }
+
+    #[test]
+    fn bad_input_layouts_are_errors() {
+        let x = [1.0, 2.0, 3.0];
+        assert!(spec(3, 4, 4, 1).layout(&x, 16).is_err()); // shift ≥ period
+        assert!(spec(3, 4, 1, 0).layout(&x, 16).is_err()); // no copies
+        assert!(spec(3, 4, 1, 5).layout(&x, 16).is_err()); // more copies than fit
+        assert!(spec(3, 3, 0, 1).layout(&x, 16).is_err()); // period not a power of two
+        assert!(spec(2, 4, 0, 1).layout(&x, 16).is_err()); // wrong length
     }
 }

@@ -12,17 +12,18 @@ fn random_matrix(h: &mut Harness, rows: usize, cols: usize, bound: f64) -> Matri
     Matrix { rows, cols, data }
 }
 
-/// Encrypts x with period `period` across all slots, period b rotated left by b·shift.
+/// Encrypts x with period `period` across all slots, period b rotated left by
+/// (b mod copies)·shift.
 fn encrypt_periodic(
     h: &mut Harness,
     x: &[f64],
     period: usize,
-    shift: usize,
+    (shift, copies): (usize, usize),
 ) -> (server::eval::Ct, server::eval::Ct) {
     let slots = h.slots();
     let full: Vec<f64> = (0..slots)
         .map(|t| {
-            let i = (t % period + (t / period) * shift) % period;
+            let i = (t % period + ((t / period) % copies) * shift) % period;
             x.get(i).copied().unwrap_or(0.0)
         })
         .collect();
@@ -66,8 +67,12 @@ fn check(
     };
     let mut h = Harness::new(spec, &steps, 41);
     let x = h.values(w.cols, 1.0);
-    let shift = if relayout { 0 } else { lt.input_shift() };
-    let (ct, shadow) = encrypt_periodic(&mut h, &x, period, shift);
+    let layout = if relayout {
+        (0, 1)
+    } else {
+        (lt.input_shift(), lt.input_copies())
+    };
+    let (ct, shadow) = encrypt_periodic(&mut h, &x, period, layout);
     let apply = |ct: &server::eval::Ct| {
         if relayout {
             lt.apply_from_periodic(&h.eval, ct, &h.keys, 1).unwrap()
@@ -310,6 +315,29 @@ fn replicated_small_period_caps_the_replicas() {
             out_period: 16
         }
     );
+}
+
+#[test]
+fn replicated_wide_matrix_with_few_diagonals() {
+    // 10×100 in period 128: 16 extended diagonals, so only 16 of the 32 possible copies are
+    // used and the copy pattern repeats every 16·128 slots.
+    let lt = check(
+        &COMPACT_N8192,
+        "replicated 10x100",
+        |h| random_matrix(h, 10, 100, 0.1),
+        128,
+        14.0,
+        Build::Replicated,
+    );
+    assert_eq!(
+        lt.layout(),
+        Layout::Replicated {
+            blocks: 16,
+            shift: 1,
+            out_period: 16
+        }
+    );
+    assert_eq!(lt.input_copies(), 16);
 }
 
 #[test]

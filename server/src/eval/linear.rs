@@ -291,6 +291,15 @@ impl LinearTransform {
         }
     }
 
+    /// Number of distinct input copies: copy b sits at slots [b·period, (b+1)·period) and the
+    /// pattern of copies repeats every copies·period slots. 1 for an ordinary periodic input.
+    pub fn input_copies(&self) -> usize {
+        match self.layout {
+            Layout::Replicated { blocks, .. } => blocks,
+            _ => 1,
+        }
+    }
+
     /// Output length.
     pub fn rows(&self) -> usize {
         self.rows

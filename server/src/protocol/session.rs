@@ -70,8 +70,8 @@ struct LayerShape {
 pub struct CompiledModel {
     model: Model,
     shapes: Vec<LayerShape>,
-    /// Left rotation between the copies of the client's input.
-    input_shift: usize,
+    /// (shift, copies) of the client's input layout.
+    input_layout: (usize, usize),
     /// Most replicas each layer's transform may use.
     replicas: Vec<usize>,
 }
@@ -143,7 +143,7 @@ impl CompiledModel {
         let mut compiled = Self {
             model,
             shapes,
-            input_shift: 0,
+            input_layout: (0, 1),
             replicas,
         };
         let s0 = compiled.shapes[0];
@@ -152,7 +152,8 @@ impl CompiledModel {
             cols: s0.in_period,
             data: vec![1.0; s0.rows * s0.in_period],
         };
-        compiled.input_shift = compiled.transform(0, &probe, slots)?.input_shift();
+        let first = compiled.transform(0, &probe, slots)?;
+        compiled.input_layout = (first.input_shift(), first.input_copies());
         Ok(compiled)
     }
 
@@ -201,7 +202,8 @@ impl CompiledModel {
         InputSpec {
             len: self.model.input_len as u32,
             period: self.shapes[0].in_period as u32,
-            shift: self.input_shift as u32,
+            shift: self.input_layout.0 as u32,
+            copies: self.input_layout.1 as u32,
             scale: cfg.scale,
             level: input_level(params, cfg) as u32,
         }
