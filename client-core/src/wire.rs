@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub mod messages;
+
 /// Version of the wire protocol, exchanged in the handshake.
 pub const PROTOCOL_VERSION: u16 = 1;
 
