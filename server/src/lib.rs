@@ -9,4 +9,5 @@
 pub mod demo;
 pub mod eval;
 pub mod model;
+pub mod net;
 pub mod protocol;

@@ -8,6 +8,7 @@ mod secret;
 mod switching;
 
 use alloc::vec;
+use sha2::{Digest, Sha256};
 
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
@@ -116,6 +117,32 @@ impl PublicKey {
     /// Size of the key on the wire, in words of limb data.
     pub fn words(&self) -> usize {
         self.b.data().len()
+    }
+
+    /// `b` (NTT form, top level): what travels limb by limb.
+    pub fn b(&self) -> &Poly<Ntt> {
+        &self.b
+    }
+
+    /// A public key from its parts as received: `b` must be over the top-level basis with every
+    /// residue below its prime.
+    pub fn from_parts(ctx: &Context, seed: Seed, b: Poly<Ntt>) -> Result<Self> {
+        b.validate_basis(ctx, ctx.top_basis())?;
+        Ok(Self { b, seed })
+    }
+
+    /// The key id: SHA-256 over a domain label, the preset's name, the seed and `b`. It names a
+    /// client's key set on the server without revealing anything the public key does not.
+    pub fn key_id(&self, ctx: &Context) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"hefun key id v1\0");
+        h.update(ctx.params().name().as_bytes());
+        h.update([0]);
+        h.update(self.seed);
+        for w in self.b.data() {
+            h.update(w.to_le_bytes());
+        }
+        h.finalize().into()
     }
 }
 
