@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub mod convert;
 pub mod messages;
 
 /// Version of the wire protocol, exchanged in the handshake.
