@@ -59,7 +59,7 @@ pub struct Session {
     encoder: Encoder,
     sk: SecretKey,
     eval: Evaluator,
-    keys: EvalKeys,
+    keys: Arc<EvalKeys>,
     /// The compiled model.
     pub model: CompiledModel,
     /// Protocol scales and bounds.
@@ -128,7 +128,7 @@ impl Session {
             encoder,
             sk,
             eval,
-            keys,
+            keys: Arc::new(keys),
             model,
             cfg,
             client_rng,
@@ -143,7 +143,8 @@ impl Session {
         let mut report = InferenceReport::default();
         let mut seed = [0u8; 32];
         self.server_rng.fill_bytes(&mut seed);
-        let mut server = Inference::new(&self.eval, &self.keys, &self.model, &self.cfg, seed);
+        let mut server =
+            Inference::new(&self.eval, self.keys.clone(), &self.model, &self.cfg, seed);
         // The offline part: permuted layers encoded before the query (see Inference::prepare).
         let t = Instant::now();
         server.prepare()?;

@@ -61,7 +61,7 @@ fn an_inference_through_frames_matches_the_plaintext_model() {
     let x: Vec<f64> = (0..64)
         .map(|i| ((i * 37) % 17) as f64 / 17.0 - 0.5)
         .collect();
-    let mut server = Inference::new(&w.eval, &w.keys, &w.model, &w.cfg, [3; 32]);
+    let mut server = Inference::new(&w.eval, w.keys.clone(), &w.model, &w.cfg, [3; 32]);
     let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
     let spec = server.input_spec();
     let first = client.start(&x, &spec, &mut w.rng).unwrap();
@@ -95,7 +95,7 @@ fn an_inference_through_frames_matches_the_plaintext_model() {
 fn limbs_out_of_order_or_out_of_range_are_refused() {
     let mut w = world();
     let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
-    let server = Inference::new(&w.eval, &w.keys, &w.model, &w.cfg, [4; 32]);
+    let server = Inference::new(&w.eval, w.keys.clone(), &w.model, &w.cfg, [4; 32]);
     let x = vec![0.25; 64];
     let msg = client.start(&x, &server.input_spec(), &mut w.rng).unwrap();
     let frames = client_frames(&msg, w.ctx.n()).unwrap();

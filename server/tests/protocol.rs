@@ -42,7 +42,7 @@ fn permutations_are_fresh_per_inference() {
 #[test]
 fn out_of_order_messages_are_rejected() {
     let mut w = world();
-    let mut server = Inference::new(&w.eval, &w.keys, &w.model, &w.cfg, [9; 32]);
+    let mut server = Inference::new(&w.eval, w.keys.clone(), &w.model, &w.cfg, [9; 32]);
     let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
     let spec = server.input_spec();
     let x = vec![0.25; 64];

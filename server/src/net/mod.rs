@@ -2,5 +2,7 @@
 //! with each frame (see `docs/protocol.md`).
 
 mod key_upload;
+mod session;
 
 pub use key_upload::{KeyUpload, KeyUploadError};
+pub use session::{ServerSession, Service, SessionError};

@@ -1,5 +1,6 @@
 //! One inference on the server: per-inference permutations, layer evaluation, rounds.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client_core::cipher::SeededCiphertext;
@@ -54,7 +55,7 @@ enum State {
 /// The server's state for one inference.
 pub struct Inference<'a> {
     eval: &'a Evaluator,
-    keys: &'a EvalKeys,
+    keys: Arc<EvalKeys>,
     model: &'a CompiledModel,
     cfg: &'a ProtocolConfig,
     rng: Csprng,
@@ -99,7 +100,7 @@ impl<'a> Inference<'a> {
     /// permutations of every hidden layer.
     pub fn new(
         eval: &'a Evaluator,
-        keys: &'a EvalKeys,
+        keys: Arc<EvalKeys>,
         model: &'a CompiledModel,
         cfg: &'a ProtocolConfig,
         seed: Seed,
@@ -228,9 +229,9 @@ impl<'a> Inference<'a> {
         };
         let primes = self.cfg.rescale_primes;
         let y = if i == 0 {
-            lt.apply_rescaling(self.eval, x, self.keys, primes)?
+            lt.apply_rescaling(self.eval, x, &self.keys, primes)?
         } else {
-            lt.apply_from_periodic(self.eval, x, self.keys, primes)?
+            lt.apply_from_periodic(self.eval, x, &self.keys, primes)?
         };
         let period = lt.output_period();
         let one_period: Vec<f64> = (0..period)
@@ -278,7 +279,7 @@ impl<'a> Inference<'a> {
         let msg = if !self.model.model.layers[layer].relu {
             let (out, flood) = self
                 .eval
-                .prepare_outgoing(&y_h, h, self.keys, &mut self.rng)?;
+                .prepare_outgoing(&y_h, h, &self.keys, &mut self.rng)?;
             self.audits.push(HidingAudit {
                 layer,
                 refresh_coeff_bound_bits: 0.0,
@@ -319,7 +320,7 @@ impl<'a> Inference<'a> {
             )));
         }
         let mask = IntegerMask::sample(n, log_a as u32, &mut self.rng)?;
-        let mut refresh = self.eval.rerandomize(&y_h, self.keys, &mut self.rng)?;
+        let mut refresh = self.eval.rerandomize(&y_h, &self.keys, &mut self.rng)?;
         let r_poly = mask.residues(ctx, Basis::level(h))?.into_ntt(ctx)?;
         refresh.c0.add_assign(ctx, &r_poly)?;
 
@@ -335,7 +336,7 @@ impl<'a> Inference<'a> {
         let masked = self.eval.mul_plain(&y_h, &r_pt)?;
         let (relu, flood) = self
             .eval
-            .prepare_outgoing(&masked, h, self.keys, &mut self.rng)?;
+            .prepare_outgoing(&masked, h, &self.keys, &mut self.rng)?;
         self.audits.push(HidingAudit {
             layer,
             refresh_coeff_bound_bits: coeff_bound.log2(),
@@ -414,7 +415,7 @@ impl<'a> Inference<'a> {
         // folded into the next layer. σ' + ρ ∈ {0, ±2}; adding ρ costs no level.
         let rho = eval.encode_periodic(&self.signs[layer], sign_scale, top)?;
         let factor = eval.add_plain(&sigma, &rho)?;
-        let mut prod = eval.mul(&z, &factor, self.cfg.value_bound, 2.0, self.keys)?;
+        let mut prod = eval.mul(&z, &factor, self.cfg.value_bound, 2.0, &self.keys)?;
         for _ in 0..self.cfg.sign_primes {
             prod = eval.rescale(&prod)?;
         }
@@ -431,6 +432,16 @@ impl<'a> Inference<'a> {
         let y = self.apply_layer(next, &prod)?;
         let eval_time = start.elapsed();
         self.emit(next, y, eval_time)
+    }
+
+    /// Rounds sent so far.
+    pub fn rounds_sent(&self) -> u32 {
+        self.rounds_sent
+    }
+
+    /// The client's evaluation keys this inference uses.
+    pub fn keys(&self) -> Arc<EvalKeys> {
+        self.keys.clone()
     }
 
     /// True once the output has been sent.

@@ -17,7 +17,7 @@ pub struct World {
     pub encoder: Encoder,
     pub sk: SecretKey,
     pub eval: Evaluator,
-    pub keys: EvalKeys,
+    pub keys: Arc<EvalKeys>,
     pub model: CompiledModel,
     pub cfg: ProtocolConfig,
     pub rng: Csprng,
@@ -59,7 +59,7 @@ pub fn world() -> World {
         encoder,
         sk,
         eval,
-        keys,
+        keys: Arc::new(keys),
         model,
         cfg,
         rng,
@@ -82,7 +82,7 @@ pub struct Trace {
 
 /// Runs one inference with server seed `seed`.
 pub fn infer(w: &mut World, x: &[f64], seed: u8) -> Trace {
-    let mut server = Inference::new(&w.eval, &w.keys, &w.model, &w.cfg, [seed; 32]);
+    let mut server = Inference::new(&w.eval, w.keys.clone(), &w.model, &w.cfg, [seed; 32]);
     let perm = server.permutation(0).unwrap().to_vec();
     let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
     let spec = server.input_spec();
