@@ -65,6 +65,36 @@ enum Command {
         #[arg(long)]
         json: PathBuf,
     },
+    /// Serve private inferences over TCP (keys are kept in memory for now).
+    Serve {
+        /// `small`, `large`, or the path of an ONNX file.
+        #[arg(long, default_value = "small")]
+        model: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        listen: String,
+        /// Directory with the bundled models and `mnist/` (calibration data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Images used to calibrate the pre-activation bound.
+        #[arg(long, default_value_t = 200)]
+        calibration: usize,
+        /// Sessions served at once.
+        #[arg(long, default_value_t = 64)]
+        max_sessions: usize,
+    },
+    /// Run one private inference of an MNIST test image against a server.
+    Infer {
+        /// Server address.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        server: String,
+        /// Index of the MNIST test image.
+        #[arg(long, default_value_t = 0)]
+        mnist_index: usize,
+        /// Directory with `mnist/`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
 }
 
 fn data_dir(arg: &Option<PathBuf>) -> PathBuf {
@@ -107,15 +137,23 @@ fn entropy() -> Result<[u8; 32]> {
     Ok(seed)
 }
 
-fn run(common: &Common) -> Result<Run> {
-    let data = data_dir(&common.data);
-    let path = model_path(&common.model, &data);
+/// A model ready to serve: imported, calibrated and planned.
+struct Prepared {
+    path: PathBuf,
+    imported: server::model::ImportedModel,
+    test: MnistTest,
+    model: server::protocol::Model,
+    plan: Plan,
+    value_bound: f64,
+    calibration: usize,
+}
+
+fn prepare(model: &str, data: &Option<PathBuf>, calibration: usize) -> Result<Prepared> {
+    let data = data_dir(data);
+    let path = model_path(model, &data);
     let imported = import(&path).with_context(|| format!("importing {}", path.display()))?;
     let test = MnistTest::load(&data.join("mnist"))
         .with_context(|| format!("loading MNIST from {}", data.join("mnist").display()))?;
-    if common.images == 0 || common.images > test.images.len() {
-        bail!("--images must be between 1 and {}", test.images.len());
-    }
     let model = imported.model.clone();
     if model.input_len != 784 {
         bail!(
@@ -124,7 +162,7 @@ fn run(common: &Common) -> Result<Run> {
         );
     }
     // Calibration: the largest |pre-activation| on the first images, with a 50 % margin.
-    let calibration = common.calibration.min(test.images.len()).max(1);
+    let calibration = calibration.min(test.images.len()).max(1);
     let mut bound = 1.0f64;
     for img in &test.images[..calibration] {
         let x: Vec<f64> = img.iter().map(|&p| p as f64).collect();
@@ -134,11 +172,8 @@ fn run(common: &Common) -> Result<Run> {
     }
     let value_bound = (bound * 1.5).ceil();
     let compiled = CompiledModel::new(model.clone(), 1 << (HEFUN_N16384.log_n - 1))?;
-    let Plan {
-        params,
-        cfg,
-        margins,
-    } = plan(&compiled, value_bound, HEFUN_N16384.stat_sec_bits, 10.0)?;
+    let plan = plan(&compiled, value_bound, HEFUN_N16384.stat_sec_bits, 10.0)?;
+    let margins = &plan.margins;
     eprintln!(
         "plan: security slack {:.1} bits, {} spare level(s) per round, refresh room {:.1} bits, flooding room {:.1} bits, signs reliable for |y| ≥ Y·2^-{:.1}, output precision {:.1} bits",
         margins.security_slack,
@@ -148,6 +183,30 @@ fn run(common: &Common) -> Result<Run> {
         margins.sign_precision,
         margins.output_precision
     );
+    Ok(Prepared {
+        path,
+        imported,
+        test,
+        model,
+        plan,
+        value_bound,
+        calibration,
+    })
+}
+
+fn run(common: &Common) -> Result<Run> {
+    let Prepared {
+        path,
+        imported,
+        test,
+        model,
+        plan: Plan { params, cfg, .. },
+        value_bound,
+        calibration,
+    } = prepare(&common.model, &common.data, common.calibration)?;
+    if common.images == 0 || common.images > test.images.len() {
+        bail!("--images must be between 1 and {}", test.images.len());
+    }
     let threads = common
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -328,9 +387,116 @@ fn layer_rows(run: &Run) -> Vec<serde_json::Value> {
         .collect()
 }
 
+fn serve_command(
+    model: &str,
+    listen: &str,
+    data: &Option<PathBuf>,
+    calibration: usize,
+    max_sessions: usize,
+) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+    let p = prepare(model, data, calibration)?;
+    let ctx = std::sync::Arc::new(client_core::ring::Context::new(&p.plan.params)?);
+    let eval = server::eval::Evaluator::new(ctx)?;
+    let compiled = CompiledModel::new(p.model, p.plan.params.slots())?;
+    // One service per process, alive until exit.
+    let svc: &'static server::net::Service = Box::leak(Box::new(server::net::Service::new(
+        eval, compiled, p.plan.cfg,
+    )?));
+    let limits = server::net::tcp::Limits {
+        max_sessions,
+        he_slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        eprintln!(
+            "serving {} on {} (preset {})",
+            p.path.display(),
+            listener.local_addr()?,
+            p.plan.params.name()
+        );
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+        };
+        server::net::tcp::serve(svc, listener, limits, shutdown).await?;
+        Ok(())
+    })
+}
+
+fn infer_command(addr: &str, index: usize, data: &Option<PathBuf>) -> Result<()> {
+    use client_core::rand_core::SeedableRng;
+    let data = data_dir(data);
+    let test = MnistTest::load(&data.join("mnist"))
+        .with_context(|| format!("loading MNIST from {}", data.join("mnist").display()))?;
+    let img = test
+        .images
+        .get(index)
+        .with_context(|| format!("--mnist-index must be below {}", test.images.len()))?;
+    let params = client_core::params::Params::from_spec(&HEFUN_N16384)?;
+    let ctx = client_core::ring::Context::new(&params)?;
+    let encoder = client_core::encoding::Encoder::new(params.log_n());
+    let mut rng = client_core::sampling::Csprng::from_seed(entropy()?);
+    // Fresh keys per run for now; a cached key file comes with the persistent key store.
+    let t = std::time::Instant::now();
+    let sk = client_core::keys::SecretKey::generate(&ctx, &mut rng)?;
+    let pk = client_core::keys::PublicKey::generate(&ctx, &sk, &mut rng)?;
+    let mut conn = server::net::client::Connection::open(addr, &ctx, &encoder, &sk, &pk, &mut rng)?;
+    let setup = t.elapsed();
+    let x: Vec<f64> = img.iter().map(|&p| p as f64).collect();
+    let t = std::time::Instant::now();
+    let up = conn.traffic.up;
+    let down = conn.traffic.down;
+    let (out, client) = conn.infer(&x, &mut rng)?;
+    let total = t.elapsed();
+    println!(
+        "image {index}: prediction {} (label {})",
+        argmax(&out),
+        test.labels[index]
+    );
+    println!(
+        "handshake + key upload: {:.1} s, {:.1} MB up",
+        setup.as_secs_f64(),
+        conn.key_upload as f64 / 1e6
+    );
+    println!(
+        "inference: {:.0} ms (client {:.0} ms), {:.2} MB up, {:.2} MB down",
+        ms(total),
+        ms(client),
+        (conn.traffic.up - up) as f64 / 1e6,
+        (conn.traffic.down - down) as f64 / 1e6
+    );
+    conn.close()
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve {
+            model,
+            listen,
+            data,
+            calibration,
+            max_sessions,
+        } => serve_command(&model, &listen, &data, calibration, max_sessions)?,
+        Command::Infer {
+            server,
+            mnist_index,
+            data,
+        } => infer_command(&server, mnist_index, &data)?,
         Command::Demo(common) => {
             let run = run(&common)?;
             let s = summarize(&run);
