@@ -5,8 +5,8 @@ mod common;
 
 use client_core::keys::{PublicKey, SwitchingKeyGenerator};
 use client_core::protocol::{ClientStep, InferenceClient, InputSpec};
-use client_core::wire::convert::{client_frames, ServerMessageAssembler};
-use client_core::wire::messages::{ClientFrame, KeyId, Limb, ServerFrame};
+use client_core::wire::convert::{client_frames, public_key_frames, ServerMessageAssembler};
+use client_core::wire::messages::{ClientFrame, KeyId, ServerFrame};
 use client_core::wire::{ErrorCode, PROTOCOL_VERSION};
 use common::world::{world, World};
 use server::net::{ServerSession, Service, SessionError};
@@ -31,19 +31,7 @@ fn send(s: &mut ServerSession, frames: Vec<ClientFrame>) -> Result<Vec<ServerFra
 fn upload(w: &mut World, s: &mut ServerSession, rotations: &[i64]) -> KeyId {
     let pk = PublicKey::generate(&w.ctx, &w.sk, &mut w.rng).unwrap();
     let n = w.ctx.n();
-    let mut frames: Vec<ClientFrame> = pk
-        .b()
-        .data()
-        .chunks(n)
-        .enumerate()
-        .map(|(i, words)| ClientFrame::PublicKeyLimb {
-            seed: *pk.seed(),
-            limb: Limb {
-                index: i as u16,
-                words: words.to_vec(),
-            },
-        })
-        .collect();
+    let mut frames = public_key_frames(&pk, n);
     let mut kinds = vec![client_core::keys::KeyKind::Relinearization];
     kinds.extend(rotations.iter().map(|&r| {
         client_core::keys::KeyKind::Galois(client_core::keys::galois_element_for_rotation(n, r))

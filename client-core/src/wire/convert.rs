@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 use super::messages::{ClientFrame, Limb, Purpose, ServerFrame, MAX_CIPHERTEXTS};
 use crate::cipher::{Ciphertext, SeededCiphertext};
 use crate::error::{Error, Result};
+use crate::keys::PublicKey;
 use crate::protocol::{ClientMessage, OutputMessage, RoundReply, RoundRequest, ServerMessage};
 use crate::ring::{Basis, Context, Ntt, Poly};
 use crate::sampling::Seed;
@@ -49,6 +50,16 @@ fn seeded_frames(
         }));
     }
     Ok(())
+}
+
+/// The public key as `PublicKeyLimb` frames, one per limb of `b`.
+pub fn public_key_frames(pk: &PublicKey, n: usize) -> Vec<ClientFrame> {
+    limbs_of(pk.b(), n)
+        .map(|limb| ClientFrame::PublicKeyLimb {
+            seed: *pk.seed(),
+            limb,
+        })
+        .collect()
 }
 
 /// The frames of a client message (input or round reply).

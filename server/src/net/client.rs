@@ -12,8 +12,8 @@ use client_core::keys::{
 use client_core::protocol::{ClientStep, InferenceClient, InputSpec};
 use client_core::ring::Context;
 use client_core::sampling::Csprng;
-use client_core::wire::convert::{client_frames, ServerMessageAssembler};
-use client_core::wire::messages::{ClientFrame, KeyId, Limb, ServerFrame};
+use client_core::wire::convert::{client_frames, public_key_frames, ServerMessageAssembler};
+use client_core::wire::messages::{ClientFrame, KeyId, ServerFrame};
 use client_core::wire::{decode_payload, encode_frame, frame_len, LEN_PREFIX, PROTOCOL_VERSION};
 
 /// Byte counts and times of a connection.
@@ -128,19 +128,7 @@ impl<'a> Connection<'a> {
         rng: &mut Csprng,
     ) -> Result<()> {
         let n = self.ctx.n();
-        let limbs: Vec<ClientFrame> = pk
-            .b()
-            .data()
-            .chunks(n)
-            .enumerate()
-            .map(|(i, w)| ClientFrame::PublicKeyLimb {
-                seed: *pk.seed(),
-                limb: Limb {
-                    index: i as u16,
-                    words: w.to_vec(),
-                },
-            })
-            .collect();
+        let limbs = public_key_frames(pk, n);
         self.send(&limbs)?;
         let mut kinds = vec![KeyKind::Relinearization];
         kinds.extend(
