@@ -51,6 +51,8 @@ pub enum ErrorCode {
     UnknownKey = 10,
     /// Something failed on the server that is not the client's fault.
     Internal = 11,
+    /// A message larger than the server holds for one session (bytes in flight).
+    LimitExceeded = 12,
 }
 
 /// Writes `msg` as one frame (prefix and payload) at the end of `out`.

@@ -226,6 +226,11 @@ fn seeded(done: Vec<(Vec<Poly<Ntt>>, f64, Seed)>) -> Vec<SeededCiphertext> {
 }
 
 impl ClientMessageAssembler {
+    /// True between messages (nothing half received).
+    pub fn is_idle(&self) -> bool {
+        self.group.is_none() && self.signs.is_none()
+    }
+
     /// Feeds one frame (only `CiphertextsBegin` and `SeededLimb` belong here); returns the
     /// message once complete.
     pub fn push(&mut self, ctx: &Context, frame: ClientFrame) -> Result<Option<ClientMessage>> {

@@ -14,7 +14,32 @@ use client_core::ring::Context;
 use client_core::sampling::Csprng;
 use client_core::wire::convert::{client_frames, public_key_frames, ServerMessageAssembler};
 use client_core::wire::messages::{ClientFrame, KeyId, ServerFrame};
-use client_core::wire::{decode_payload, encode_frame, frame_len, LEN_PREFIX, PROTOCOL_VERSION};
+use client_core::wire::{
+    decode_payload, encode_frame, frame_len, ErrorCode, LEN_PREFIX, PROTOCOL_VERSION,
+};
+
+/// The server ended the session with an error frame.
+#[derive(Debug, thiserror::Error)]
+#[error("server error {code:?}: {message}")]
+pub struct ServerRefused {
+    /// Its stable code.
+    pub code: ErrorCode,
+    /// Its message.
+    pub message: String,
+}
+
+/// True if trying again later may succeed: the connection broke, or the server was busy, timed
+/// out or failed internally. Refusals of what the client sent (version, keys, ciphertexts)
+/// would only repeat.
+pub fn is_retryable(err: &anyhow::Error) -> bool {
+    match err.downcast_ref::<ServerRefused>() {
+        Some(r) => matches!(
+            r.code,
+            ErrorCode::Busy | ErrorCode::Timeout | ErrorCode::Internal
+        ),
+        None => true,
+    }
+}
 
 /// Byte counts and times of a connection.
 #[derive(Clone, Copy, Debug, Default)]
@@ -37,6 +62,8 @@ pub struct Connection<'a> {
     pub traffic: Traffic,
     /// Bytes of the key upload (0 if the server knew the keys).
     pub key_upload: usize,
+    /// Round trips of the last inference (server messages before the output).
+    pub last_rounds: usize,
 }
 
 impl<'a> Connection<'a> {
@@ -68,6 +95,7 @@ impl<'a> Connection<'a> {
             },
             traffic: Traffic::default(),
             key_upload: 0,
+            last_rounds: 0,
         };
         let key_id: KeyId = pk.key_id(ctx);
         conn.send(&[ClientFrame::Hello {
@@ -114,8 +142,8 @@ impl<'a> Connection<'a> {
         self.traffic.down += LEN_PREFIX + len;
         let frame: ServerFrame = decode_payload(&self.buf)?;
         frame.validate()?;
-        if let ServerFrame::Error { code, message } = &frame {
-            bail!("server error {code:?}: {message}");
+        if let ServerFrame::Error { code, message } = frame {
+            return Err(ServerRefused { code, message }.into());
         }
         Ok(frame)
     }
@@ -156,13 +184,28 @@ impl<'a> Connection<'a> {
 
     /// One private inference; returns the output values and the client's compute time.
     pub fn infer(&mut self, x: &[f64], rng: &mut Csprng) -> Result<(Vec<f64>, Duration)> {
+        self.infer_with(x, rng, || {})
+    }
+
+    /// Like [`Connection::infer`], calling `input_sent` once the encrypted input is on its way.
+    pub fn infer_with(
+        &mut self,
+        x: &[f64],
+        rng: &mut Csprng,
+        mut input_sent: impl FnMut(),
+    ) -> Result<(Vec<f64>, Duration)> {
         let mut client = InferenceClient::new(self.ctx, self.encoder, self.sk);
         let t = Instant::now();
         let mut outgoing = client.start(x, &self.input, rng)?;
         let mut busy = t.elapsed();
+        let mut first = true;
+        self.last_rounds = 0;
         loop {
             let frames = client_frames(&outgoing, self.ctx.n())?;
             self.send(&frames)?;
+            if std::mem::take(&mut first) {
+                input_sent();
+            }
             let mut asm = ServerMessageAssembler::default();
             let msg = loop {
                 let frame = self.receive()?;
@@ -175,7 +218,10 @@ impl<'a> Connection<'a> {
             busy += t.elapsed();
             match step {
                 ClientStep::Done(out) => return Ok((out, busy)),
-                ClientStep::Reply(r) => outgoing = r,
+                ClientStep::Reply(r) => {
+                    self.last_rounds += 1;
+                    outgoing = r;
+                }
             }
         }
     }

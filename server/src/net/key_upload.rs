@@ -10,7 +10,7 @@
 use client_core::keys::{KeyChunk, KeyKind, PublicKey, SwitchingKey};
 use client_core::ring::{Context, Ntt, Poly};
 use client_core::sampling::Seed;
-use client_core::wire::messages::{KeyId, Limb};
+use client_core::wire::messages::{ClientFrame, KeyId, Limb};
 
 use crate::eval::EvalKeys;
 
@@ -35,6 +35,9 @@ pub enum KeyUploadError {
     /// The evaluator refused a key.
     #[error("key rejected: {0}")]
     Rejected(String),
+    /// A frame that has no place in a key upload.
+    #[error("expected key upload frames")]
+    NotKeyFrame,
 }
 
 /// The switching key being received.
@@ -75,6 +78,19 @@ impl<'a> KeyUpload<'a> {
             digits: params.digit_count(params.top_level()) as u16,
             limbs: ctx.full_basis().len() as u16,
         }
+    }
+
+    /// Dispatches one frame of the upload; returns the key id the client claims once it sends
+    /// `KeysDone` (then call [`KeyUpload::finish`]).
+    pub fn on_frame(&mut self, frame: ClientFrame) -> Result<Option<KeyId>, KeyUploadError> {
+        match frame {
+            ClientFrame::PublicKeyLimb { seed, limb } => self.public_limb(seed, &limb)?,
+            ClientFrame::KeyBegin { kind, seed } => self.key_begin(kind, seed)?,
+            ClientFrame::KeyChunk(chunk) => self.chunk(chunk)?,
+            ClientFrame::KeysDone { key_id } => return Ok(Some(key_id)),
+            _ => return Err(KeyUploadError::NotKeyFrame),
+        }
+        Ok(None)
     }
 
     /// One limb of the public key's `b`, in order.

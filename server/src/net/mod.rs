@@ -2,9 +2,15 @@
 //! with each frame (see `docs/protocol.md`).
 
 pub mod client;
+pub mod key_file;
+mod key_store;
 mod key_upload;
+pub mod metrics;
 mod session;
 pub mod tcp;
 
+pub use key_store::{KeyStore, KeyStoreError, KEY_STORE_FILE};
 pub use key_upload::{KeyUpload, KeyUploadError};
-pub use session::{ServerSession, Service, SessionError};
+pub use session::{
+    ServerSession, Service, SessionError, DEFAULT_KEY_CACHE, DEFAULT_MAX_MESSAGE_BYTES,
+};

@@ -4,17 +4,17 @@
 //! States: hello → (key upload) → ready ⇄ inference. Any error ends the session with an error
 //! frame carrying a stable [`ErrorCode`]; the caller closes the connection after sending it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use client_core::keys::{galois_element_for_rotation, KeyKind};
 use client_core::protocol::{ClientMessage, ServerMessage};
 use client_core::sampling::Seed;
 use client_core::wire::convert::{server_frames, ClientMessageAssembler};
 use client_core::wire::messages::{ClientFrame, KeyId, ServerFrame};
-use client_core::wire::{ErrorCode, PROTOCOL_VERSION};
+use client_core::wire::{decode_payload, encode_frame, split_frame, ErrorCode, PROTOCOL_VERSION};
 use sha2::{Digest, Sha256};
 
+use super::key_store::KeyStore;
 use super::key_upload::{KeyUpload, KeyUploadError};
 use crate::eval::{EvalKeys, Evaluator};
 use crate::protocol::{CompiledModel, Inference, ProtocolConfig, ProtocolError};
@@ -29,7 +29,8 @@ pub struct SessionError {
 }
 
 impl SessionError {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -44,7 +45,11 @@ impl SessionError {
 
 impl From<KeyUploadError> for SessionError {
     fn from(e: KeyUploadError) -> Self {
-        Self::new(ErrorCode::BadKey, e.to_string())
+        let code = match e {
+            KeyUploadError::NotKeyFrame => ErrorCode::UnexpectedMessage,
+            _ => ErrorCode::BadKey,
+        };
+        Self::new(code, e.to_string())
     }
 }
 
@@ -70,11 +75,15 @@ pub struct Service {
     model_id: [u8; 32],
     rotations: Vec<i64>,
     requested: Vec<KeyKind>,
-    store: Mutex<HashMap<KeyId, Arc<EvalKeys>>>,
+    store: KeyStore,
 }
 
+/// Key sets kept expanded in memory unless the server says otherwise.
+pub const DEFAULT_KEY_CACHE: usize = 4;
+
 impl Service {
-    /// A service for `model` with the evaluator's parameters and the planner's configuration.
+    /// A service for `model` with the evaluator's parameters and the planner's configuration;
+    /// keys are kept in memory only ([`Service::with_key_store`] to persist them).
     pub fn new(
         eval: Evaluator,
         model: CompiledModel,
@@ -104,8 +113,19 @@ impl Service {
             model_id: h.finalize().into(),
             rotations,
             requested,
-            store: Mutex::new(HashMap::new()),
+            store: KeyStore::memory(DEFAULT_KEY_CACHE),
         })
+    }
+
+    /// Uses `store` for uploaded keys.
+    pub fn with_key_store(mut self, store: KeyStore) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// The key store.
+    pub fn key_store(&self) -> &KeyStore {
+        &self.store
     }
 
     /// The evaluator (its context holds the parameters).
@@ -113,21 +133,53 @@ impl Service {
         &self.eval
     }
 
+    /// The keys of `id`: cached, or replayed from the store (checked like a fresh upload).
     fn known_keys(&self, id: &KeyId) -> Option<Arc<EvalKeys>> {
-        self.store.lock().ok()?.get(id).cloned()
+        if let Some(keys) = self.store.cached(id) {
+            return Some(keys);
+        }
+        let upload = match self.store.stored(id, &self.model_id) {
+            Ok(Some(upload)) => upload,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "key store read failed");
+                return None;
+            }
+        };
+        match self.replay(id, &upload) {
+            Ok(keys) => {
+                let keys = Arc::new(keys);
+                self.store.remember(*id, keys.clone());
+                Some(keys)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "stored keys refused; the client will upload again");
+                None
+            }
+        }
     }
 
-    fn remember(&self, id: KeyId, keys: Arc<EvalKeys>) {
-        if let Ok(mut store) = self.store.lock() {
-            store.insert(id, keys);
+    fn replay(&self, id: &KeyId, mut upload: &[u8]) -> Result<EvalKeys, KeyUploadError> {
+        let mut keys = KeyUpload::new(self.eval.ctx(), self.requested.clone());
+        while let Some((payload, rest)) = split_frame(upload)? {
+            upload = rest;
+            if let Some(claimed) = keys.on_frame(decode_payload(payload)?)? {
+                if claimed != *id || !upload.is_empty() {
+                    return Err(KeyUploadError::KeyId);
+                }
+                return keys.finish(id);
+            }
         }
+        Err(KeyUploadError::Order("stored upload is incomplete"))
     }
 }
 
 enum State<'a> {
     AwaitHello,
-    Keys(KeyUpload<'a>),
-    Ready(Arc<EvalKeys>),
+    /// The upload so far, and its frames as received when the store persists them.
+    Keys(KeyUpload<'a>, Vec<u8>),
+    /// Keys known; the next inference, once prepared ahead of its input.
+    Ready(Arc<EvalKeys>, Option<Inference<'a>>),
     Running(Inference<'a>),
     Closed,
 }
@@ -139,9 +191,15 @@ pub struct ServerSession<'a> {
     assembler: ClientMessageAssembler,
     /// Seeds each inference's CSPRNG; drawn from the server's entropy per session.
     next_seed: Seed,
+    /// Largest ciphertext message accepted (bytes of residues held until it is complete).
+    max_message_bytes: usize,
     /// Inferences completed.
     pub inferences: u64,
 }
+
+/// Default cap on one incoming ciphertext message: room for 16 ciphertexts at the top level of
+/// the largest preset (an MNIST input is one, 1.1 MB at hefun-n16384).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 impl<'a> ServerSession<'a> {
     /// A session whose inferences are seeded from `seed` (the server's entropy source).
@@ -151,8 +209,25 @@ impl<'a> ServerSession<'a> {
             state: State::AwaitHello,
             assembler: ClientMessageAssembler::default(),
             next_seed: seed,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             inferences: 0,
         }
+    }
+
+    /// Caps the bytes of one incoming ciphertext message (the session's bytes in flight).
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// True while an inference is under way (the server waits for a round reply).
+    pub fn is_running(&self) -> bool {
+        matches!(self.state, State::Running(_))
+    }
+
+    /// True while the client uploads its keys.
+    pub fn is_uploading_keys(&self) -> bool {
+        matches!(self.state, State::Keys(..))
     }
 
     /// True once the session has ended (after `Bye` or an error).
@@ -187,6 +262,18 @@ impl<'a> ServerSession<'a> {
         let svc = self.svc;
         let ctx = svc.eval.ctx();
         let unexpected = |what: &str| SessionError::new(ErrorCode::UnexpectedMessage, what);
+        if let ClientFrame::CiphertextsBegin { count, .. } = &frame {
+            let bytes = usize::from(*count) * ctx.top_basis().len() * ctx.n() * 8;
+            if bytes > self.max_message_bytes {
+                return Err(SessionError::new(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "{count} ciphertexts ({bytes} bytes) exceed the limit of {} bytes",
+                        self.max_message_bytes
+                    ),
+                ));
+            }
+        }
         match (std::mem::replace(&mut self.state, State::Closed), frame) {
             (_, ClientFrame::Bye) => Ok(Vec::new()),
             (
@@ -213,8 +300,8 @@ impl<'a> ServerSession<'a> {
                 let known = key_id.and_then(|id| svc.known_keys(&id));
                 let keys_known = known.is_some();
                 self.state = match known {
-                    Some(keys) => State::Ready(keys),
-                    None => State::Keys(KeyUpload::new(ctx, svc.requested.clone())),
+                    Some(keys) => State::Ready(keys, None),
+                    None => State::Keys(KeyUpload::new(ctx, svc.requested.clone()), Vec::new()),
                 };
                 Ok(vec![ServerFrame::Hello {
                     version: PROTOCOL_VERSION,
@@ -226,33 +313,38 @@ impl<'a> ServerSession<'a> {
                     keys_known,
                 }])
             }
-            (State::Keys(mut up), frame) => {
-                match frame {
-                    ClientFrame::PublicKeyLimb { seed, limb } => up.public_limb(seed, &limb)?,
-                    ClientFrame::KeyBegin { kind, seed } => up.key_begin(kind, seed)?,
-                    ClientFrame::KeyChunk(chunk) => up.chunk(chunk)?,
-                    ClientFrame::KeysDone { key_id } => {
-                        let keys = Arc::new(up.finish(&key_id)?);
-                        svc.remember(key_id, keys.clone());
-                        self.state = State::Ready(keys);
-                        return Ok(vec![ServerFrame::KeysAccepted]);
-                    }
-                    _ => return Err(unexpected("expected key upload frames")),
+            (State::Keys(mut up, mut record), frame) => {
+                if svc.store.is_persistent() {
+                    // Bounded like the upload itself: a frame that does not fit ends the session.
+                    encode_frame(&frame, &mut record)
+                        .map_err(|e| SessionError::new(ErrorCode::Internal, e.to_string()))?;
                 }
-                self.state = State::Keys(up);
-                Ok(Vec::new())
+                let Some(key_id) = up.on_frame(frame)? else {
+                    self.state = State::Keys(up, record);
+                    return Ok(Vec::new());
+                };
+                let keys = Arc::new(up.finish(&key_id)?);
+                if let Err(e) = svc.store.persist(&key_id, &svc.model_id, &record) {
+                    // The session goes on; the client uploads again after a restart.
+                    tracing::warn!(error = %e, "uploaded keys not persisted");
+                }
+                svc.store.remember(key_id, keys.clone());
+                self.state = State::Ready(keys, None);
+                Ok(vec![ServerFrame::KeysAccepted])
             }
-            (State::Ready(keys), frame) => {
+            (State::Ready(keys, prepared), frame) => {
                 let msg = self.assembler.push(ctx, frame).map_err(malformed)?;
                 let Some(msg) = msg else {
-                    self.state = State::Ready(keys);
+                    self.state = State::Ready(keys, prepared);
                     return Ok(Vec::new());
                 };
                 let ClientMessage::Input(input) = msg else {
                     return Err(unexpected("expected an input"));
                 };
-                let seed = self.seed();
-                let mut inference = Inference::new(&svc.eval, keys, &svc.model, &svc.cfg, seed);
+                let mut inference = match prepared {
+                    Some(inference) => inference,
+                    None => self.new_inference(keys),
+                };
                 let reply = inference.on_input(&input).map_err(protocol_error)?;
                 self.finish_step(inference, reply)
             }
@@ -279,6 +371,33 @@ impl<'a> ServerSession<'a> {
         }
     }
 
+    fn new_inference(&mut self, keys: Arc<EvalKeys>) -> Inference<'a> {
+        let seed = self.seed();
+        Inference::new(&self.svc.eval, keys, &self.svc.model, &self.svc.cfg, seed)
+    }
+
+    /// True when the session waits for an input and has not prepared its next inference.
+    pub fn wants_prepare(&self) -> bool {
+        matches!(self.state, State::Ready(_, None)) && self.assembler.is_idle()
+    }
+
+    /// Prepares the next inference (fresh permutations, encoded layers) before its input
+    /// arrives: server work that needs nothing from the client, taken off the latency.
+    pub fn prepare_next(&mut self) {
+        let State::Ready(keys, None) = std::mem::replace(&mut self.state, State::Closed) else {
+            return;
+        };
+        let mut inference = self.new_inference(keys.clone());
+        self.state = match inference.prepare() {
+            Ok(()) => State::Ready(keys, Some(inference)),
+            Err(e) => {
+                // on_input prepares what is missing and reports the error to the client.
+                tracing::warn!(error = %e, "preparing ahead failed");
+                State::Ready(keys, None)
+            }
+        };
+    }
+
     /// Frames for `msg`; the inference goes on unless this was its output.
     fn finish_step(
         &mut self,
@@ -289,7 +408,7 @@ impl<'a> ServerSession<'a> {
             .map_err(|e| SessionError::new(ErrorCode::Internal, e.to_string()))?;
         self.state = if inference.is_done() {
             self.inferences += 1;
-            State::Ready(inference.keys())
+            State::Ready(inference.keys(), None)
         } else {
             State::Running(inference)
         };

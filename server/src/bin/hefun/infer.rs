@@ -1,0 +1,124 @@
+//! `hefun infer`: one private inference against a running server, as a device would do it.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use client_core::params::{Params, HEFUN_N16384};
+use client_core::rand_core::SeedableRng;
+use client_core::ring::Context;
+use client_core::sampling::Csprng;
+use server::demo::argmax;
+use server::model::mnist::MnistTest;
+use server::net::client::{is_retryable, Connection};
+use server::net::key_file::{default_key_path, load_or_create, ClientKeys};
+
+use crate::prepared::data_dir;
+use crate::{entropy, ms};
+
+/// Options of `hefun infer`.
+#[derive(clap::Args)]
+pub struct InferArgs {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    server: String,
+    /// Index of the MNIST test image.
+    #[arg(long, default_value_t = 0)]
+    mnist_index: usize,
+    /// Directory with `mnist/`.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Key file (created with mode 0600 if missing; default
+    /// `$XDG_CONFIG_HOME/hefun/<preset>.key` or `~/.config/hefun/<preset>.key`).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Attempts after a failure that may pass (connection lost, server busy or restarting).
+    #[arg(long, default_value_t = 8)]
+    retries: u32,
+}
+
+pub fn infer_command(args: &InferArgs) -> Result<()> {
+    let data = data_dir(&args.data);
+    let test = MnistTest::load(&data.join("mnist"))
+        .with_context(|| format!("loading MNIST from {}", data.join("mnist").display()))?;
+    let img = test
+        .images
+        .get(args.mnist_index)
+        .with_context(|| format!("--mnist-index must be below {}", test.images.len()))?;
+    let x: Vec<f64> = img.iter().map(|&p| p as f64).collect();
+    let params = Params::from_spec(&HEFUN_N16384)?;
+    let ctx = Context::new(&params)?;
+    let path = match &args.key_file {
+        Some(p) => p.clone(),
+        None => default_key_path(params.name())
+            .context("no HOME or XDG_CONFIG_HOME for the key file; pass --key-file")?,
+    };
+    let t = Instant::now();
+    let keys = load_or_create(&path, &ctx, zeroize::Zeroizing::new(entropy()?))?;
+    eprintln!(
+        "{} key file {} ({:.1} s)",
+        if keys.created { "created" } else { "using" },
+        path.display(),
+        t.elapsed().as_secs_f64()
+    );
+    let mut backoff = Duration::from_millis(500);
+    for attempt in 1.. {
+        match attempt_inference(&args.server, &ctx, &keys, &x, attempt) {
+            Ok(out) => {
+                println!(
+                    "image {}: prediction {} (label {})",
+                    args.mnist_index,
+                    argmax(&out),
+                    test.labels[args.mnist_index]
+                );
+                return Ok(());
+            }
+            Err(e) if attempt <= args.retries && is_retryable(&e) => {
+                eprintln!(
+                    "attempt {attempt} failed: {e:#}; retrying in {:.1} s",
+                    backoff.as_secs_f64()
+                );
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(4));
+            }
+            Err(e) => return Err(e.context(format!("attempt {attempt}"))),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+fn attempt_inference(
+    addr: &str,
+    ctx: &Context,
+    keys: &ClientKeys,
+    x: &[f64],
+    attempt: u32,
+) -> Result<Vec<f64>> {
+    let encoder = client_core::encoding::Encoder::new(ctx.params().log_n());
+    let mut rng = Csprng::from_seed(entropy()?);
+    let t = Instant::now();
+    let mut conn = Connection::open(addr, ctx, &encoder, &keys.sk, &keys.pk, &mut rng)?;
+    if conn.key_upload > 0 {
+        eprintln!(
+            "attempt {attempt}: keys uploaded, {:.1} MB in {:.1} s",
+            conn.key_upload as f64 / 1e6,
+            t.elapsed().as_secs_f64()
+        );
+    } else {
+        eprintln!("attempt {attempt}: the server knows our keys; no upload");
+    }
+    let (up, down) = (conn.traffic.up, conn.traffic.down);
+    let t = Instant::now();
+    let (out, client) = conn.infer_with(x, &mut rng, || {
+        eprintln!("attempt {attempt}: input sent");
+    })?;
+    eprintln!(
+        "inference: {:.0} ms (client {:.0} ms), {:.2} MB up, {:.2} MB down",
+        ms(t.elapsed()),
+        ms(client),
+        (conn.traffic.up - up) as f64 / 1e6,
+        (conn.traffic.down - down) as f64 / 1e6
+    );
+    conn.close()?;
+    Ok(out)
+}

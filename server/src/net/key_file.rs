@@ -1,0 +1,179 @@
+//! The host client's key file: one 32-byte master seed from which the secret and public keys
+//! are derived, so the same file always gives the same key id and a server that stored the
+//! client's evaluation keys recognises it.
+//!
+//! The file is text (`hefun key file v1`, the preset, the seed in hex), created with mode 0600
+//! through a temporary file and a rename, so an interrupted write never leaves half a key.
+//! A file that its group or other users may read is refused: the seed is the secret key.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use client_core::keys::{PublicKey, SecretKey};
+use client_core::rand_core::SeedableRng;
+use client_core::ring::Context;
+use client_core::sampling::{Csprng, Seed};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+const MAGIC: &str = "hefun key file v1";
+
+/// Why the key file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// Reading or writing failed.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Others may read the file.
+    #[error(
+        "key file {path} has mode {mode:03o}: others may read the secret key; run `chmod 600 {path}` if it is yours"
+    )]
+    Exposed {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The content is not a key file, or for another preset.
+    #[error("key file {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Key generation failed.
+    #[error("deriving keys: {0}")]
+    Keys(#[from] client_core::Error),
+}
+
+/// The client's keys and where they came from.
+pub struct ClientKeys {
+    /// Secret key.
+    pub sk: SecretKey,
+    /// Public key (its hash is the key id).
+    pub pk: PublicKey,
+    /// True if the file was created by this call.
+    pub created: bool,
+}
+
+/// Where `hefun infer` keeps its keys unless told otherwise:
+/// `$XDG_CONFIG_HOME/hefun/<preset>.key`, else `$HOME/.config/hefun/<preset>.key`.
+pub fn default_key_path(preset: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("hefun").join(format!("{preset}.key")))
+}
+
+/// Loads the keys in `path`, or creates the file with `fresh` (32 bytes from the OS's entropy)
+/// if there is none.
+pub fn load_or_create(
+    path: &Path,
+    ctx: &Context,
+    fresh: Zeroizing<Seed>,
+) -> Result<ClientKeys, KeyFileError> {
+    let io = |source| KeyFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (seed, created) = match std::fs::metadata(path) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(KeyFileError::Exposed {
+                    path: path.to_path_buf(),
+                    mode,
+                });
+            }
+            let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
+            (parse(path, &text, ctx.params().name())?, false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            write_new(path, &fresh, ctx.params().name()).map_err(io)?;
+            (fresh, true)
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let sk = SecretKey::generate(ctx, &mut derived_rng(&seed, b"secret key"))?;
+    let pk = PublicKey::generate(ctx, &sk, &mut derived_rng(&seed, b"public key"))?;
+    Ok(ClientKeys { sk, pk, created })
+}
+
+fn derived_rng(seed: &Seed, purpose: &[u8]) -> Csprng {
+    let mut h = Sha256::new();
+    h.update(b"hefun key file v1\0");
+    h.update(purpose);
+    h.update(seed);
+    let mut derived = Zeroizing::new(Seed::default());
+    derived.copy_from_slice(&h.finalize());
+    Csprng::from_seed(*derived)
+}
+
+fn parse(path: &Path, text: &str, preset: &str) -> Result<Zeroizing<Seed>, KeyFileError> {
+    let invalid = |reason: String| KeyFileError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some(MAGIC) {
+        return Err(invalid(format!(
+            "not a hefun key file (first line must be `{MAGIC}`)"
+        )));
+    }
+    let file_preset = lines
+        .next()
+        .and_then(|l| l.strip_prefix("preset "))
+        .ok_or_else(|| invalid("missing `preset` line".into()))?;
+    if file_preset != preset {
+        return Err(invalid(format!(
+            "keys are for preset {file_preset}, the server uses {preset}"
+        )));
+    }
+    let hex = lines
+        .next()
+        .and_then(|l| l.strip_prefix("seed "))
+        .ok_or_else(|| invalid("missing `seed` line".into()))?;
+    let mut seed = Zeroizing::new(Seed::default());
+    if hex.len() != 2 * seed.len() || !hex.is_ascii() {
+        return Err(invalid("the seed must be 64 hex digits".into()));
+    }
+    for (byte, pair) in seed.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        let digits = std::str::from_utf8(pair).unwrap_or("zz");
+        *byte = u8::from_str_radix(digits, 16)
+            .map_err(|_| invalid("the seed must be 64 hex digits".into()))?;
+    }
+    Ok(seed)
+}
+
+fn write_new(path: &Path, seed: &Seed, preset: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut text = Zeroizing::new(format!("{MAGIC}\npreset {preset}\nseed "));
+    for b in seed {
+        text.push_str(&format!("{b:02x}"));
+    }
+    text.push('\n');
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let written = f
+        .write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
