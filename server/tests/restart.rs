@@ -135,7 +135,10 @@ fn killed_server_restarts_and_the_client_retries_without_uploading_again() {
     let log = log.join("\n");
     assert!(out.status.success(), "{log}");
     assert!(log.contains("attempt 1 failed"), "{log}");
-    assert!(log.contains("the server knows our keys; no upload"), "{log}");
+    assert!(
+        log.contains("the server knows our keys; no upload"),
+        "{log}"
+    );
     assert_eq!(log.matches("keys uploaded").count(), 0, "{log}");
     assert_eq!(
         prediction(&String::from_utf8_lossy(&out.stdout)),
@@ -147,7 +150,10 @@ fn killed_server_restarts_and_the_client_retries_without_uploading_again() {
     let out = infer(&dir, &b.addr, 2).output().unwrap();
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
-    assert!(stderr.contains("others may read the secret key"), "{stderr}");
+    assert!(
+        stderr.contains("others may read the secret key"),
+        "{stderr}"
+    );
 
     // SIGTERM: graceful shutdown.
     let status = Command::new("kill")

@@ -2,6 +2,8 @@
 //! with each frame (see `docs/protocol.md`).
 
 pub mod client;
+#[doc(hidden)]
+pub mod fuzz_harness;
 pub mod key_file;
 mod key_store;
 mod key_upload;
