@@ -1,10 +1,10 @@
 //! `hefun load`: many concurrent clients against one server over loopback TCP, each checking
 //! its predictions against the plaintext model; reports throughput and latency percentiles.
 //!
-//! Every client is its own device with its own secret key? No: generating and uploading 16 key
-//! sets (140 MB each) would measure key upload, which a device does once in its life. The
-//! clients share one key set, uploaded by the first; each then opens its own session and runs
-//! its inferences with its own randomness — the steady state of a deployment.
+//! The clients share one key set, uploaded once before the clock starts: 16 uploads of 140 MB
+//! would measure key upload, which a device does once in its life. Each client then opens its
+//! own session and runs its inferences with its own randomness — the steady state of a
+//! deployment of known devices.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
