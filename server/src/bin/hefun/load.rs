@@ -51,9 +51,13 @@ pub fn load_command(args: &LoadArgs) -> Result<()> {
     }
     let p = prepare(&c.model, &c.data, c.calibration)?;
     let total = args.clients * args.inferences;
-    if total > p.test.images.len() {
-        bail!("at most {} inferences", p.test.images.len());
-    }
+    let images = p.test.images.get(c.first..c.first + total).ok_or_else(|| {
+        anyhow!(
+            "{total} inferences from --first {} need more than the {} test images",
+            c.first,
+            p.test.images.len()
+        )
+    })?;
     let threads = c
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -66,7 +70,8 @@ pub fn load_command(args: &LoadArgs) -> Result<()> {
     let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new()));
     let limits = Limits {
         he_slots: threads,
-        max_sessions: args.clients.max(1),
+        // One more for the uploading session, which may still be preparing ahead after its Bye.
+        max_sessions: args.clients + 1,
         round_timeout: Duration::from_secs(600),
         ..Limits::default()
     };
@@ -79,7 +84,7 @@ pub fn load_command(args: &LoadArgs) -> Result<()> {
     let pk = PublicKey::generate(&ctx, &sk, &mut rng)?;
     eprintln!("uploading the shared key set…");
     Connection::open(&addr, &ctx, &encoder, &sk, &pk, &mut rng)?.close()?;
-    let expected: Vec<usize> = p.test.images[..total]
+    let expected: Vec<usize> = images
         .iter()
         .map(|img| p.imported.reference(img).map(|r| argmax(&r)))
         .collect::<Result<_, _>>()?;
@@ -93,13 +98,13 @@ pub fn load_command(args: &LoadArgs) -> Result<()> {
         let workers: Vec<_> = (0..args.clients)
             .map(|client| {
                 let (ctx, encoder, sk, pk) = (&ctx, &encoder, &sk, &pk);
-                let (addr, p, expected, samples) = (&addr, &p, &expected, &samples);
+                let (addr, expected, samples) = (&addr, &expected, &samples);
                 scope.spawn(move || -> Result<()> {
                     let mut rng = Csprng::from_seed(entropy()?);
                     let mut conn = Connection::open(addr, ctx, encoder, sk, pk, &mut rng)?;
                     for k in 0..args.inferences {
                         let i = client * args.inferences + k;
-                        let x: Vec<f64> = p.test.images[i].iter().map(|&v| v as f64).collect();
+                        let x: Vec<f64> = images[i].iter().map(|&v| v as f64).collect();
                         let t = Instant::now();
                         let (out, _) = conn.infer(&x, &mut rng)?;
                         let sample = Sample {

@@ -56,8 +56,12 @@ type InferFn<'a> = Box<dyn FnMut(&[f64]) -> Result<InferenceReport> + 'a>;
 
 pub fn run(common: &Common, transport: Transport) -> Result<Run> {
     let p = prepare(&common.model, &common.data, common.calibration)?;
-    if common.images == 0 || common.images > p.test.images.len() {
-        bail!("--images must be between 1 and {}", p.test.images.len());
+    let available = p.test.images.len().saturating_sub(common.first);
+    if common.images == 0 || common.images > available {
+        bail!(
+            "--images must be between 1 and {available} (test images from --first {})",
+            common.first
+        );
     }
     let threads = common
         .threads
@@ -171,7 +175,8 @@ fn run_images(common: &Common, p: &Prepared, infer: &mut InferFn) -> Result<Vec<
     )?);
     let mut outcomes = Vec::with_capacity(common.images);
     let mut agree = 0;
-    for (i, img) in p.test.images[..common.images].iter().enumerate() {
+    let range = common.first..common.first + common.images;
+    for (i, img) in range.clone().zip(&p.test.images[range]) {
         let x: Vec<f64> = img.iter().map(|&px| px as f64).collect();
         let report = infer(&x)?;
         let reference = p.imported.reference(img)?;
@@ -193,7 +198,7 @@ fn run_images(common: &Common, p: &Prepared, infer: &mut InferFn) -> Result<Vec<
         } else {
             bar.println(line);
         }
-        bar.set_message(format!("agreement {agree}/{}", i + 1));
+        bar.set_message(format!("agreement {agree}/{}", outcomes.len() + 1));
         bar.inc(1);
         outcomes.push(Outcome {
             report,

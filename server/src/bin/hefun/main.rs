@@ -39,9 +39,12 @@ pub struct Common {
     /// `small`, `large`, or the path of an ONNX file.
     #[arg(long, default_value = "small")]
     pub model: String,
-    /// Number of MNIST test images (from the first).
+    /// Number of MNIST test images.
     #[arg(long, default_value_t = 100)]
     pub images: usize,
+    /// Index of the first test image (long runs can be split into chunks).
+    #[arg(long, default_value_t = 0)]
+    pub first: usize,
     /// Server threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -122,6 +125,7 @@ fn main() -> Result<()> {
                 "preset": run.preset,
                 "transport": format!("{:?}", run.transport),
                 "images": s.images,
+                "first_image": common.first,
                 "accuracy_encrypted": s.acc_enc,
                 "accuracy_plaintext": s.acc_plain,
                 "agreement": s.agreement,
