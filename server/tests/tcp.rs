@@ -23,12 +23,19 @@ use server::net::Service;
 
 /// Starts a server on a free loopback port.
 fn start(w: &World, limits: Limits) -> (Background, &'static Metrics) {
+    start_with_uploads(w, limits, server::net::DEFAULT_MAX_UPLOADS)
+}
+
+fn start_with_uploads(w: &World, limits: Limits, uploads: usize) -> (Background, &'static Metrics) {
     let eval = server::eval::Evaluator::new(w.ctx.clone()).unwrap();
     let model =
         server::protocol::CompiledModel::new(w.model.model().clone(), w.ctx.params().slots())
             .unwrap();
-    let svc: &'static Service =
-        Box::leak(Box::new(Service::new(eval, model, w.cfg.clone()).unwrap()));
+    let svc: &'static Service = Box::leak(Box::new(
+        Service::new(eval, model, w.cfg.clone())
+            .unwrap()
+            .with_memory_limits(uploads, server::net::DEFAULT_MAX_PREPARED),
+    ));
     let metrics: &'static Metrics = Box::leak(Box::default());
     (
         Background::start(svc, "127.0.0.1:0", limits, metrics).unwrap(),
@@ -235,8 +242,9 @@ fn hostile_round(w: &mut World, addr: &str, pk: &PublicKey) {
     }]);
     assert_eq!(s.error_code(), Some(ErrorCode::LimitExceeded));
 
-    // A reply to a round that was not asked, and a client that leaves mid-round.
-    for leave in [false, true] {
+    // A reply to a round that was not asked, a client that leaves mid-round, and one that never
+    // answers its round.
+    for (leave, silent) in [(false, false), (true, false), (false, true)] {
         let (mut s, spec) = Raw::hello(w, addr, pk);
         let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
         let msg = client.start(&[0.5; 64], &spec, &mut w.rng).unwrap();
@@ -249,6 +257,10 @@ fn hostile_round(w: &mut World, addr: &str, pk: &PublicKey) {
         };
         if leave {
             drop(s);
+            continue;
+        }
+        if silent {
+            assert_eq!(s.error_code(), Some(ErrorCode::Timeout));
             continue;
         }
         let ClientStep::Reply(ClientMessage::RoundReply(mut reply)) =
@@ -267,7 +279,8 @@ fn loopback_sessions_and_broken_peers() {
     let mut w = world();
     let limits = Limits {
         handshake_timeout: Duration::from_millis(300),
-        idle_timeout: Duration::from_millis(800),
+        idle_timeout: Duration::from_secs(5),
+        round_timeout: Duration::from_secs(1),
         max_message_bytes: 4 << 20,
         ..Limits::default()
     };
@@ -316,7 +329,7 @@ fn loopback_sessions_and_broken_peers() {
     for (code, per_round) in [
         ("FrameTooLarge", 2),
         ("Malformed", 2),
-        ("Timeout", 2),
+        ("Timeout", 3),
         ("UnsupportedVersion", 1),
         ("BadKey", 1),
         ("BadCiphertext", 3),
@@ -331,22 +344,36 @@ fn loopback_sessions_and_broken_peers() {
         text.contains(&format!("hefun_inferences_total {inferences}")),
         "{text}"
     );
+    assert!(text.contains("hefun_key_uploads_total 1\n"), "{text}");
+    // Every session, hostile or not, has ended and released its slot.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !metrics.render().contains("hefun_sessions_active 0\n") {
+        assert!(std::time::Instant::now() < deadline, "{}", metrics.render());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     server.stop().unwrap();
 }
 
 #[test]
-fn busy_server_refuses_extra_sessions() {
+fn busy_server_refuses_extra_sessions_and_uploads() {
     let w = world();
     let limits = Limits {
-        max_sessions: 1,
+        max_sessions: 2,
         ..Limits::default()
     };
-    let (server, _) = start(&w, limits);
+    let (server, _) = start_with_uploads(&w, limits, 1);
     let addr = server.addr.to_string();
+    // The first session starts an upload: the only upload permit.
     let mut first = Raw::connect(&addr);
     first.send(&[hello(&w, None, PROTOCOL_VERSION)]);
     assert!(matches!(first.receive(), ServerFrame::Hello { .. }));
+    // A second upload at the same time is refused.
     let mut second = Raw::connect(&addr);
+    second.send(&[hello(&w, None, PROTOCOL_VERSION)]);
     assert_eq!(second.error_code(), Some(ErrorCode::Busy));
+    // Sessions beyond the limit are refused at accept.
+    let _third = Raw::connect(&addr);
+    let mut fourth = Raw::connect(&addr);
+    assert_eq!(fourth.error_code(), Some(ErrorCode::Busy));
     server.stop().unwrap();
 }

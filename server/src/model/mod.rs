@@ -2,5 +2,6 @@
 
 pub mod mnist;
 pub mod onnx;
+pub mod png_input;
 
 pub use onnx::{import, ImportError, ImportedModel};

@@ -28,17 +28,17 @@ pub struct ServerRefused {
     pub message: String,
 }
 
-/// True if trying again later may succeed: the connection broke, or the server was busy, timed
-/// out or failed internally. Refusals of what the client sent (version, keys, ciphertexts)
-/// would only repeat.
+/// True if trying again later may succeed: the connection failed or broke, or the server was
+/// busy, timed out or failed internally. Refusals of what the client sent (version, keys,
+/// ciphertexts) and a server that speaks nonsense would only repeat.
 pub fn is_retryable(err: &anyhow::Error) -> bool {
-    match err.downcast_ref::<ServerRefused>() {
-        Some(r) => matches!(
+    if let Some(r) = err.downcast_ref::<ServerRefused>() {
+        return matches!(
             r.code,
             ErrorCode::Busy | ErrorCode::Timeout | ErrorCode::Internal
-        ),
-        None => true,
+        );
     }
+    err.downcast_ref::<std::io::Error>().is_some()
 }
 
 /// Byte counts and times of a connection.

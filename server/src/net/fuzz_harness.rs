@@ -78,8 +78,8 @@ pub fn decode_frames(data: &[u8]) -> usize {
     decoded
 }
 
-/// Feeds the frames in `data` to a fresh session until one fails to decode, the session errs
-/// (it must then be closed) or it closes. Returns the server frames it answered with.
+/// Feeds the frames in `data` to a fresh session until one fails to decode, the session errs or
+/// it closes. Returns the server frames it answered with.
 pub fn drive_session(svc: &Service, data: &[u8]) -> Vec<ServerFrame> {
     let mut session = ServerSession::new(svc, [7; 32]);
     let mut answers = Vec::new();
@@ -92,7 +92,6 @@ pub fn drive_session(svc: &Service, data: &[u8]) -> Vec<ServerFrame> {
         match session.on_frame(frame) {
             Ok(frames) => answers.extend(frames),
             Err(e) => {
-                assert!(session.is_closed(), "an error must end the session");
                 answers.push(e.frame());
                 break;
             }

@@ -3,11 +3,13 @@
 //! client's evaluation keys recognises it.
 //!
 //! The file is text (`hefun key file v1`, the preset, the seed in hex), created with mode 0600
-//! through a temporary file and a rename, so an interrupted write never leaves half a key.
-//! A file that its group or other users may read is refused: the seed is the secret key.
+//! through a temporary file and a hard link, so an interrupted write never leaves half a key and
+//! two first runs at once agree on one file. A file that its group or other users may read is
+//! refused: the seed is the secret key. (The ChaCha generators the keys are derived with do not
+//! zeroize their state; the seed and the file's text do.)
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -84,21 +86,30 @@ pub fn load_or_create(
         path: path.to_path_buf(),
         source,
     };
-    let (seed, created) = match std::fs::metadata(path) {
-        Ok(meta) => {
-            let mode = meta.permissions().mode() & 0o777;
+    let (seed, created) = match std::fs::File::open(path) {
+        // Mode checked on the handle that is read, not on the path.
+        Ok(mut file) => {
+            let mode = file.metadata().map_err(io)?.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
                 return Err(KeyFileError::Exposed {
                     path: path.to_path_buf(),
                     mode,
                 });
             }
-            let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
+            let mut text = Zeroizing::new(String::with_capacity(256));
+            (&mut file)
+                .take(4096)
+                .read_to_string(&mut text)
+                .map_err(io)?;
             (parse(path, &text, ctx.params().name())?, false)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            write_new(path, &fresh, ctx.params().name()).map_err(io)?;
-            (fresh, true)
+            if write_new(path, &fresh, ctx.params().name()).map_err(io)? {
+                (fresh, true)
+            } else {
+                // Another process created it first: use theirs.
+                return load_or_create(path, ctx, fresh);
+            }
         }
         Err(e) => return Err(io(e)),
     };
@@ -153,13 +164,21 @@ fn parse(path: &Path, text: &str, preset: &str) -> Result<Zeroizing<Seed>, KeyFi
     Ok(seed)
 }
 
-fn write_new(path: &Path, seed: &Seed, preset: &str) -> std::io::Result<()> {
+/// Writes a new key file; false if one appeared meanwhile (it is left alone).
+fn write_new(path: &Path, seed: &Seed, preset: &str) -> std::io::Result<bool> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let mut text = Zeroizing::new(format!("{MAGIC}\npreset {preset}\nseed "));
+    // Sized up front so no reallocation leaves seed digits behind in freed memory.
+    let mut text = Zeroizing::new(String::with_capacity(128));
+    text.push_str(MAGIC);
+    text.push_str("\npreset ");
+    text.push_str(preset);
+    text.push_str("\nseed ");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in seed {
-        text.push_str(&format!("{b:02x}"));
+        text.push(char::from(HEX[usize::from(b >> 4)]));
+        text.push(char::from(HEX[usize::from(b & 15)]));
     }
     text.push('\n');
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -168,12 +187,15 @@ fn write_new(path: &Path, seed: &Seed, preset: &str) -> std::io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
-    let written = f
+    // A hard link never replaces an existing file, unlike a rename.
+    let linked = f
         .write_all(text.as_bytes())
         .and_then(|_| f.sync_all())
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        .and_then(|_| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
     }
-    written
 }

@@ -9,9 +9,10 @@
 //! commits are atomic, so a server killed mid-commit leaves the old record or the new one, never
 //! a mix.
 //!
-//! Key ids are not authenticated (the protocol has no client identity): whoever uploads first
-//! under a public key's id decides the evaluation keys used for it. A wrong key can only make
-//! that client's results wrong; it reveals nothing about its inputs.
+//! Key ids are not authenticated (the protocol has no client identity): whoever uploads under a
+//! public key's id (the latest upload replaces an earlier one) decides the evaluation keys used
+//! for it. A wrong key can only make that client's results wrong; it reveals nothing about its
+//! inputs. The number of stored uploads is capped; the oldest go first.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,11 @@ use crate::eval::EvalKeys;
 
 /// key id → model id (32 bytes) ‖ the upload's frames, length-prefixed as on the wire.
 const UPLOADS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("key_uploads_v1");
+/// key id → when it was stored (a counter), to drop the oldest records beyond the limit.
+const STORED_AT: TableDefinition<&[u8; 32], u64> = TableDefinition::new("key_stored_at_v1");
+
+/// Uploads kept on disk unless the server says otherwise (about 140 MB each for MNIST).
+pub const DEFAULT_MAX_STORED: usize = 64;
 
 /// The file name under the state directory.
 pub const KEY_STORE_FILE: &str = "keys.redb";
@@ -47,6 +53,7 @@ pub enum KeyStoreError {
 /// Evaluation keys by key id.
 pub struct KeyStore {
     db: Option<Database>,
+    max_stored: usize,
     /// Most recently used last.
     cache: Mutex<VecDeque<(KeyId, Arc<EvalKeys>)>>,
     capacity: usize,
@@ -57,13 +64,15 @@ impl KeyStore {
     pub fn memory(capacity: usize) -> Self {
         Self {
             db: None,
+            max_stored: DEFAULT_MAX_STORED,
             cache: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
         }
     }
 
-    /// Keys persisted under `dir` (created if missing), with `capacity` key sets cached.
-    pub fn open(dir: &Path, capacity: usize) -> Result<Self, KeyStoreError> {
+    /// Keys persisted under `dir` (created if missing), with `capacity` key sets cached and at
+    /// most `max_stored` uploads on disk (the oldest stored is dropped first).
+    pub fn open(dir: &Path, capacity: usize, max_stored: usize) -> Result<Self, KeyStoreError> {
         let path = dir.join(KEY_STORE_FILE);
         let fail = |message: String| KeyStoreError::Open {
             path: path.clone(),
@@ -73,6 +82,7 @@ impl KeyStore {
         let db = Database::create(&path).map_err(|e| fail(e.to_string()))?;
         Ok(Self {
             db: Some(db),
+            max_stored: max_stored.max(1),
             ..Self::memory(capacity)
         })
     }
@@ -133,7 +143,8 @@ impl KeyStore {
         }
     }
 
-    /// Stores the upload of `id` for `model_id`, replacing an older one; durable on return.
+    /// Stores the upload of `id` for `model_id`, replacing an older one and dropping the oldest
+    /// records beyond the limit; durable on return.
     pub fn persist(
         &self,
         id: &KeyId,
@@ -148,10 +159,27 @@ impl KeyStore {
         value.extend_from_slice(upload);
         let txn = db.begin_write().map_err(redb::Error::from)?;
         {
-            let mut table = txn.open_table(UPLOADS).map_err(redb::Error::from)?;
-            table
+            use redb::{ReadableTable, ReadableTableMetadata};
+            let mut uploads = txn.open_table(UPLOADS).map_err(redb::Error::from)?;
+            let mut stored_at = txn.open_table(STORED_AT).map_err(redb::Error::from)?;
+            let mut order = Vec::new();
+            for entry in stored_at.iter().map_err(redb::Error::from)? {
+                let (k, v) = entry.map_err(redb::Error::from)?;
+                order.push((v.value(), *k.value()));
+            }
+            let next = order.iter().map(|&(at, _)| at + 1).max().unwrap_or(0);
+            order.retain(|(_, k)| k != id);
+            order.sort_unstable();
+            let excess = (order.len() + 1).saturating_sub(self.max_stored);
+            for (_, old) in &order[..excess] {
+                uploads.remove(old).map_err(redb::Error::from)?;
+                stored_at.remove(old).map_err(redb::Error::from)?;
+            }
+            uploads
                 .insert(id, value.as_slice())
                 .map_err(redb::Error::from)?;
+            stored_at.insert(id, next).map_err(redb::Error::from)?;
+            debug_assert!(uploads.len().unwrap_or(0) as usize <= self.max_stored);
         }
         txn.commit().map_err(redb::Error::from)?;
         Ok(())
@@ -169,5 +197,44 @@ impl KeyStore {
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
             Err(e) => Err(redb::Error::from(e).into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyStore;
+
+    #[test]
+    fn records_survive_reopening_and_the_oldest_go_beyond_the_limit() {
+        let dir = std::env::temp_dir().join(format!("hefun-keystore-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (model, other_model) = ([1u8; 32], [2u8; 32]);
+        {
+            let store = KeyStore::open(&dir, 1, 2).unwrap();
+            store.persist(&[10; 32], &model, b"first").unwrap();
+            store.persist(&[11; 32], &model, b"second").unwrap();
+            // Replacing a record does not count twice.
+            store.persist(&[10; 32], &model, b"first again").unwrap();
+            assert_eq!(store.stored_len().unwrap(), 2);
+            store.persist(&[12; 32], &model, b"third").unwrap();
+            assert_eq!(store.stored_len().unwrap(), 2);
+        }
+        let store = KeyStore::open(&dir, 1, 2).unwrap();
+        assert_eq!(
+            store.stored(&[11; 32], &model).unwrap(),
+            None,
+            "oldest dropped"
+        );
+        assert_eq!(
+            store.stored(&[10; 32], &model).unwrap().as_deref(),
+            Some(&b"first again"[..])
+        );
+        assert_eq!(
+            store.stored(&[12; 32], &model).unwrap().as_deref(),
+            Some(&b"third"[..])
+        );
+        assert_eq!(store.stored(&[12; 32], &other_model).unwrap(), None);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

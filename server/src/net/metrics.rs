@@ -108,6 +108,8 @@ impl Metrics {
 pub async fn serve_metrics(metrics: &'static Metrics, listener: TcpListener) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
+            // Out of descriptors, say: wait instead of spinning.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         tokio::spawn(async move {

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::key_store::KeyStore;
 use super::key_upload::{KeyUpload, KeyUploadError};
+use super::slots::{Slot, Slots};
 use crate::eval::{EvalKeys, Evaluator};
 use crate::protocol::{CompiledModel, Inference, ProtocolConfig, ProtocolError};
 
@@ -76,10 +77,16 @@ pub struct Service {
     rotations: Vec<i64>,
     requested: Vec<KeyKind>,
     store: KeyStore,
+    uploads: Slots,
+    prepared: Slots,
 }
 
 /// Key sets kept expanded in memory unless the server says otherwise.
 pub const DEFAULT_KEY_CACHE: usize = 4;
+/// Key uploads in progress at once (each holds a few hundred MB until it completes).
+pub const DEFAULT_MAX_UPLOADS: usize = 2;
+/// Inferences prepared ahead of their input at once, over all sessions.
+pub const DEFAULT_MAX_PREPARED: usize = 8;
 
 impl Service {
     /// A service for `model` with the evaluator's parameters and the planner's configuration;
@@ -114,7 +121,17 @@ impl Service {
             rotations,
             requested,
             store: KeyStore::memory(DEFAULT_KEY_CACHE),
+            uploads: Slots::new(DEFAULT_MAX_UPLOADS),
+            prepared: Slots::new(DEFAULT_MAX_PREPARED),
         })
+    }
+
+    /// At most `uploads` key uploads in progress (further ones get `Busy`) and `prepared`
+    /// inferences prepared ahead (further sessions prepare when their input arrives).
+    pub fn with_memory_limits(mut self, uploads: usize, prepared: usize) -> Self {
+        self.uploads = Slots::new(uploads);
+        self.prepared = Slots::new(prepared);
+        self
     }
 
     /// Uses `store` for uploaded keys.
@@ -176,10 +193,10 @@ impl Service {
 
 enum State<'a> {
     AwaitHello,
-    /// The upload so far, and its frames as received when the store persists them.
-    Keys(KeyUpload<'a>, Vec<u8>),
-    /// Keys known; the next inference, once prepared ahead of its input.
-    Ready(Arc<EvalKeys>, Option<Inference<'a>>),
+    /// The upload so far, its frames as received when the store persists them, and its permit.
+    Keys(KeyUpload<'a>, Vec<u8>, Slot<'a>),
+    /// Keys known; the next inference, once prepared ahead of its input, with its permit.
+    Ready(Arc<EvalKeys>, Option<(Inference<'a>, Slot<'a>)>),
     Running(Inference<'a>),
     Closed,
 }
@@ -193,6 +210,8 @@ pub struct ServerSession<'a> {
     next_seed: Seed,
     /// Largest ciphertext message accepted (bytes of residues held until it is complete).
     max_message_bytes: usize,
+    /// Bytes announced for the message being received.
+    in_flight: usize,
     /// Inferences completed.
     pub inferences: u64,
 }
@@ -210,6 +229,7 @@ impl<'a> ServerSession<'a> {
             assembler: ClientMessageAssembler::default(),
             next_seed: seed,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            in_flight: 0,
             inferences: 0,
         }
     }
@@ -262,14 +282,17 @@ impl<'a> ServerSession<'a> {
         let svc = self.svc;
         let ctx = svc.eval.ctx();
         let unexpected = |what: &str| SessionError::new(ErrorCode::UnexpectedMessage, what);
-        if let ClientFrame::CiphertextsBegin { count, .. } = &frame {
+        let receiving = matches!(self.state, State::Ready(..) | State::Running(_));
+        if let (true, ClientFrame::CiphertextsBegin { count, .. }) = (receiving, &frame) {
+            // A round reply's two groups count together: the first is held until the second ends.
             let bytes = usize::from(*count) * ctx.top_basis().len() * ctx.n() * 8;
-            if bytes > self.max_message_bytes {
+            self.in_flight += bytes;
+            if self.in_flight > self.max_message_bytes {
                 return Err(SessionError::new(
                     ErrorCode::LimitExceeded,
                     format!(
-                        "{count} ciphertexts ({bytes} bytes) exceed the limit of {} bytes",
-                        self.max_message_bytes
+                        "{} bytes of ciphertexts in one message exceed the limit of {} bytes",
+                        self.in_flight, self.max_message_bytes
                     ),
                 ));
             }
@@ -301,7 +324,12 @@ impl<'a> ServerSession<'a> {
                 let keys_known = known.is_some();
                 self.state = match known {
                     Some(keys) => State::Ready(keys, None),
-                    None => State::Keys(KeyUpload::new(ctx, svc.requested.clone()), Vec::new()),
+                    None => {
+                        let slot = svc.uploads.try_take().ok_or_else(|| {
+                            SessionError::new(ErrorCode::Busy, "too many key uploads in progress")
+                        })?;
+                        State::Keys(KeyUpload::new(ctx, svc.requested.clone()), Vec::new(), slot)
+                    }
                 };
                 Ok(vec![ServerFrame::Hello {
                     version: PROTOCOL_VERSION,
@@ -313,14 +341,14 @@ impl<'a> ServerSession<'a> {
                     keys_known,
                 }])
             }
-            (State::Keys(mut up, mut record), frame) => {
+            (State::Keys(mut up, mut record, slot), frame) => {
                 if svc.store.is_persistent() {
                     // Bounded like the upload itself: a frame that does not fit ends the session.
                     encode_frame(&frame, &mut record)
                         .map_err(|e| SessionError::new(ErrorCode::Internal, e.to_string()))?;
                 }
                 let Some(key_id) = up.on_frame(frame)? else {
-                    self.state = State::Keys(up, record);
+                    self.state = State::Keys(up, record, slot);
                     return Ok(Vec::new());
                 };
                 let keys = Arc::new(up.finish(&key_id)?);
@@ -338,11 +366,13 @@ impl<'a> ServerSession<'a> {
                     self.state = State::Ready(keys, prepared);
                     return Ok(Vec::new());
                 };
+                self.in_flight = 0;
                 let ClientMessage::Input(input) = msg else {
                     return Err(unexpected("expected an input"));
                 };
+                // The prepared inference's permit goes back once it runs.
                 let mut inference = match prepared {
-                    Some(inference) => inference,
+                    Some((inference, _slot)) => inference,
                     None => self.new_inference(keys),
                 };
                 let reply = inference.on_input(&input).map_err(protocol_error)?;
@@ -354,6 +384,7 @@ impl<'a> ServerSession<'a> {
                     self.state = State::Running(inference);
                     return Ok(Vec::new());
                 };
+                self.in_flight = 0;
                 let ClientMessage::RoundReply(reply) = msg else {
                     return Err(unexpected("expected a round reply"));
                 };
@@ -376,20 +407,34 @@ impl<'a> ServerSession<'a> {
         Inference::new(&self.svc.eval, keys, &self.svc.model, &self.svc.cfg, seed)
     }
 
-    /// True when the session waits for an input and has not prepared its next inference.
+    /// True when the session waits for an input, has not prepared its next inference, and a
+    /// prepare permit is free.
     pub fn wants_prepare(&self) -> bool {
-        matches!(self.state, State::Ready(_, None)) && self.assembler.is_idle()
+        matches!(self.state, State::Ready(_, None))
+            && self.assembler.is_idle()
+            && self.svc.prepared.available()
+    }
+
+    /// True when the keys are known and no inference is under way.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.state, State::Ready(..))
     }
 
     /// Prepares the next inference (fresh permutations, encoded layers) before its input
     /// arrives: server work that needs nothing from the client, taken off the latency.
     pub fn prepare_next(&mut self) {
-        let State::Ready(keys, None) = std::mem::replace(&mut self.state, State::Closed) else {
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        let State::Ready(keys, None) = state else {
+            self.state = state;
+            return;
+        };
+        let Some(slot) = self.svc.prepared.try_take() else {
+            self.state = State::Ready(keys, None);
             return;
         };
         let mut inference = self.new_inference(keys.clone());
         self.state = match inference.prepare() {
-            Ok(()) => State::Ready(keys, Some(inference)),
+            Ok(()) => State::Ready(keys, Some((inference, slot))),
             Err(e) => {
                 // on_input prepares what is missing and reports the error to the client.
                 tracing::warn!(error = %e, "preparing ahead failed");

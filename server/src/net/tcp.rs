@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio::time::timeout;
+use tokio::time::{timeout, timeout_at};
 
 use super::metrics::Metrics;
 use super::session::{ServerSession, Service, SessionError, DEFAULT_MAX_MESSAGE_BYTES};
@@ -54,25 +54,28 @@ enum ReadError {
     Bad(SessionError),
 }
 
+/// Reads one frame, prefix and body, before `deadline`.
 async fn read_frame(
     rd: &mut OwnedReadHalf,
     buf: &mut Vec<u8>,
-    wait: Duration,
+    deadline: Instant,
 ) -> Result<ClientFrame, ReadError> {
-    let mut prefix = [0u8; LEN_PREFIX];
-    match timeout(wait, rd.read_exact(&mut prefix)).await {
+    let read = async {
+        let mut prefix = [0u8; LEN_PREFIX];
+        rd.read_exact(&mut prefix)
+            .await
+            .map_err(|_| ReadError::Closed)?;
+        let len = frame_len(prefix).map_err(|e| {
+            ReadError::Bad(SessionError::new(ErrorCode::FrameTooLarge, e.to_string()))
+        })?;
+        buf.clear();
+        buf.resize(len, 0);
+        rd.read_exact(buf).await.map_err(|_| ReadError::Closed)?;
+        Ok(())
+    };
+    match timeout_at(deadline.into(), read).await {
         Err(_) => return Err(ReadError::Timeout),
-        Ok(Err(_)) => return Err(ReadError::Closed),
-        Ok(Ok(_)) => {}
-    }
-    let len = frame_len(prefix)
-        .map_err(|e| ReadError::Bad(SessionError::new(ErrorCode::FrameTooLarge, e.to_string())))?;
-    buf.clear();
-    buf.resize(len, 0);
-    match timeout(wait, rd.read_exact(buf)).await {
-        Err(_) => return Err(ReadError::Timeout),
-        Ok(Err(_)) => return Err(ReadError::Closed),
-        Ok(Ok(_)) => {}
+        Ok(r) => r?,
     }
     decode_payload(buf)
         .map_err(|e| ReadError::Bad(SessionError::new(ErrorCode::Malformed, e.to_string())))
@@ -103,6 +106,10 @@ async fn send_error(wr: &mut OwnedWriteHalf, e: &SessionError, metrics: &Metrics
     metrics.error(e.code);
     // The peer may be gone already; nothing more to do then.
     let _ = write_frames(wr, &[e.frame()], Duration::from_secs(5), metrics).await;
+}
+
+async fn send_code(wr: &mut OwnedWriteHalf, code: ErrorCode, message: &str, metrics: &Metrics) {
+    send_error(wr, &SessionError::new(code, message), metrics).await;
 }
 
 /// Runs `f` on the session on a blocking thread, once an HE slot is free.
@@ -139,8 +146,7 @@ async fn handle(shared: Arc<Shared>, stream: TcpStream) {
     let (mut rd, mut wr) = stream.into_split();
     let mut seed = [0u8; 32];
     if getrandom::fill(&mut seed).is_err() {
-        let e = SessionError::new(ErrorCode::Internal, "no entropy");
-        send_error(&mut wr, &e, metrics).await;
+        send_code(&mut wr, ErrorCode::Internal, "no entropy", metrics).await;
         return;
     }
     let mut session =
@@ -151,19 +157,18 @@ async fn handle(shared: Arc<Shared>, stream: TcpStream) {
     let mut inference_start: Option<Instant> = None;
     let mut completed = 0;
     loop {
-        let wait = match round_deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()),
-            None if first => limits.handshake_timeout,
-            None => limits.idle_timeout,
+        let deadline = match round_deadline {
+            Some(d) => d,
+            None if first => Instant::now() + limits.handshake_timeout,
+            None => Instant::now() + limits.idle_timeout,
         };
         first = false;
-        let frame = match read_frame(&mut rd, &mut buf, wait).await {
+        let frame = match read_frame(&mut rd, &mut buf, deadline).await {
             Ok(f) => f,
             Err(ReadError::Closed) => break,
             Err(ReadError::Timeout) => {
                 tracing::info!(?peer, "session timed out");
-                let e = SessionError::new(ErrorCode::Timeout, "no frame in time");
-                send_error(&mut wr, &e, metrics).await;
+                send_code(&mut wr, ErrorCode::Timeout, "no frame in time", metrics).await;
                 break;
             }
             Err(ReadError::Bad(e)) => {
@@ -175,11 +180,11 @@ async fn handle(shared: Arc<Shared>, stream: TcpStream) {
         metrics
             .bytes_received
             .inc_by((LEN_PREFIX + buf.len()) as u64);
+        let received = Instant::now();
         let (was_running, done_before) = (session.is_running(), session.inferences);
         let was_uploading = session.is_uploading_keys();
         let Some((s, result)) = on_blocking(he, session, move |s| s.on_frame(frame)).await else {
-            let e = SessionError::new(ErrorCode::Internal, "session task failed");
-            send_error(&mut wr, &e, metrics).await;
+            send_code(&mut wr, ErrorCode::Internal, "session task failed", metrics).await;
             break;
         };
         session = s;
@@ -191,11 +196,13 @@ async fn handle(shared: Arc<Shared>, stream: TcpStream) {
                 break;
             }
         };
-        if was_uploading && !session.is_uploading_keys() {
+        if was_uploading && session.is_ready() {
             metrics.key_uploads.inc();
         }
-        if !was_running && session.is_running() {
-            inference_start = Some(Instant::now());
+        // An inference starts with the frame that completes its input.
+        let started = !was_running && (session.is_running() || session.inferences > done_before);
+        if started {
+            inference_start = Some(received);
         }
         if write_frames(&mut wr, &frames, limits.idle_timeout, metrics)
             .await
@@ -262,8 +269,7 @@ pub async fn serve(
                 };
                 let Ok(permit) = sessions.clone().try_acquire_owned() else {
                     let (_, mut wr) = stream.into_split();
-                    let e = SessionError::new(ErrorCode::Busy, "too many sessions");
-                    send_error(&mut wr, &e, metrics).await;
+                    send_code(&mut wr, ErrorCode::Busy, "too many sessions", metrics).await;
                     continue;
                 };
                 let shared = shared.clone();

@@ -10,6 +10,7 @@ use client_core::ring::Context;
 use client_core::sampling::Csprng;
 use server::demo::argmax;
 use server::model::mnist::MnistTest;
+use server::model::png_input::load_mnist_png;
 use server::net::client::{is_retryable, Connection};
 use server::net::key_file::{default_key_path, load_or_create, ClientKeys};
 
@@ -23,8 +24,11 @@ pub struct InferArgs {
     #[arg(long, default_value = "127.0.0.1:7878")]
     server: String,
     /// Index of the MNIST test image.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "image")]
     mnist_index: usize,
+    /// A 28×28 PNG to classify instead (white digit on black, like MNIST).
+    #[arg(long)]
+    image: Option<PathBuf>,
     /// Directory with `mnist/`.
     #[arg(long)]
     data: Option<PathBuf>,
@@ -38,14 +42,21 @@ pub struct InferArgs {
 }
 
 pub fn infer_command(args: &InferArgs) -> Result<()> {
-    let data = data_dir(&args.data);
-    let test = MnistTest::load(&data.join("mnist"))
-        .with_context(|| format!("loading MNIST from {}", data.join("mnist").display()))?;
-    let img = test
-        .images
-        .get(args.mnist_index)
-        .with_context(|| format!("--mnist-index must be below {}", test.images.len()))?;
-    let x: Vec<f64> = img.iter().map(|&p| p as f64).collect();
+    let (x, what) = match &args.image {
+        Some(path) => (load_mnist_png(path)?, path.display().to_string()),
+        None => {
+            let data = data_dir(&args.data);
+            let test = MnistTest::load(&data.join("mnist"))
+                .with_context(|| format!("loading MNIST from {}", data.join("mnist").display()))?;
+            let i = args.mnist_index;
+            let img = test
+                .images
+                .get(i)
+                .with_context(|| format!("--mnist-index must be below {}", test.images.len()))?;
+            (img.clone(), format!("image {i} (label {})", test.labels[i]))
+        }
+    };
+    let x: Vec<f64> = x.iter().map(|&p| p as f64).collect();
     let params = Params::from_spec(&HEFUN_N16384)?;
     let ctx = Context::new(&params)?;
     let path = match &args.key_file {
@@ -65,12 +76,7 @@ pub fn infer_command(args: &InferArgs) -> Result<()> {
     for attempt in 1.. {
         match attempt_inference(&args.server, &ctx, &keys, &x, attempt) {
             Ok(out) => {
-                println!(
-                    "image {}: prediction {} (label {})",
-                    args.mnist_index,
-                    argmax(&out),
-                    test.labels[args.mnist_index]
-                );
+                println!("{what}: prediction {}", argmax(&out));
                 return Ok(());
             }
             Err(e) if attempt <= args.retries && is_retryable(&e) => {
@@ -119,6 +125,9 @@ fn attempt_inference(
         (conn.traffic.up - up) as f64 / 1e6,
         (conn.traffic.down - down) as f64 / 1e6
     );
-    conn.close()?;
+    // The result is in; a goodbye that fails changes nothing.
+    if let Err(e) = conn.close() {
+        eprintln!("closing the session: {e:#}");
+    }
     Ok(out)
 }

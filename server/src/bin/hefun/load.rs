@@ -17,12 +17,10 @@ use client_core::ring::Context;
 use client_core::sampling::Csprng;
 use server::demo::argmax;
 use server::net::client::Connection;
-use server::net::metrics::Metrics;
-use server::net::tcp::{Background, Limits};
-use server::net::KeyStore;
+use server::net::tcp::Limits;
 
 use crate::local::{ms, percentile};
-use crate::prepared::prepare;
+use crate::prepared::{prepare, start_loopback};
 use crate::{entropy, Common};
 
 /// Options of `hefun load`.
@@ -61,13 +59,6 @@ pub fn load_command(args: &LoadArgs) -> Result<()> {
     let threads = c
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    // The server's HE work uses the global pool; `--threads` sizes it.
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()
-        .map_err(|e| anyhow!("thread pool: {e}"))?;
-    let svc = p.service(KeyStore::memory(1))?;
-    let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new()));
     let limits = Limits {
         he_slots: threads,
         // One more for the uploading session, which may still be preparing ahead after its Bye.
@@ -75,7 +66,7 @@ pub fn load_command(args: &LoadArgs) -> Result<()> {
         round_timeout: Duration::from_secs(600),
         ..Limits::default()
     };
-    let bg = Background::start(svc, "127.0.0.1:0", limits, metrics)?;
+    let bg = start_loopback(&p, threads, limits)?;
     let addr = bg.addr.to_string();
     let ctx = Context::new(&p.plan.params)?;
     let encoder = Encoder::new(p.plan.params.log_n());

@@ -16,13 +16,11 @@ use client_core::sampling::Csprng;
 use indicatif::{ProgressBar, ProgressStyle};
 use server::demo::{argmax, InferenceReport, Session};
 use server::net::client::Connection;
-use server::net::metrics::Metrics;
-use server::net::tcp::{Background, Limits};
-use server::net::KeyStore;
+use server::net::tcp::Limits;
 use server::protocol::{Layer, Plan};
 
 pub use crate::ms;
-use crate::prepared::{prepare, Prepared};
+use crate::prepared::{prepare, start_loopback, Prepared};
 use crate::{entropy, Common};
 
 /// How client and server talk.
@@ -97,17 +95,11 @@ pub fn run(common: &Common, transport: Transport) -> Result<Run> {
             (f, key_bytes)
         }
         Transport::Tcp => {
-            // The server's HE work runs on the global pool; `--threads` sizes it.
-            let _ = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build_global();
-            let svc = p.service(KeyStore::memory(1))?;
-            let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new()));
             let limits = Limits {
                 he_slots: threads,
                 ..Limits::default()
             };
-            let bg = Background::start(svc, "127.0.0.1:0", limits, metrics)?;
+            let bg = start_loopback(&p, threads, limits)?;
             eprintln!(
                 "server on {}; generating and uploading client keys…",
                 bg.addr

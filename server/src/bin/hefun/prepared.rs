@@ -7,6 +7,8 @@ use anyhow::{bail, Context as _, Result};
 use client_core::params::HEFUN_N16384;
 use server::model::import;
 use server::model::mnist::MnistTest;
+use server::net::metrics::Metrics;
+use server::net::tcp::{Background, Limits};
 use server::net::{KeyStore, Service};
 use server::protocol::{plan, CompiledModel, Plan};
 
@@ -89,11 +91,34 @@ pub fn prepare(model: &str, data: &Option<PathBuf>, calibration: usize) -> Resul
 
 impl Prepared {
     /// The network service for this model, alive for the rest of the process.
-    pub fn service(&self, store: KeyStore) -> Result<&'static Service> {
+    pub fn service(
+        &self,
+        store: KeyStore,
+        max_uploads: usize,
+        max_prepared: usize,
+    ) -> Result<&'static Service> {
         let ctx = std::sync::Arc::new(client_core::ring::Context::new(&self.plan.params)?);
         let eval = server::eval::Evaluator::new(ctx)?;
         let compiled = CompiledModel::new(self.model.clone(), self.plan.params.slots())?;
-        let svc = Service::new(eval, compiled, self.plan.cfg.clone())?.with_key_store(store);
+        let svc = Service::new(eval, compiled, self.plan.cfg.clone())?
+            .with_key_store(store)
+            .with_memory_limits(max_uploads, max_prepared);
         Ok(Box::leak(Box::new(svc)))
     }
+}
+
+/// Sizes the global thread pool the server's HE work runs on (once per process) and starts a
+/// server for this model on a free loopback port, keys in memory.
+pub fn start_loopback(p: &Prepared, threads: usize, limits: Limits) -> Result<Background> {
+    // Fails only if the pool was built before, which leaves it as it was.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
+    let svc = p.service(
+        KeyStore::memory(1),
+        server::net::DEFAULT_MAX_UPLOADS,
+        limits.max_sessions,
+    )?;
+    let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new()));
+    Ok(Background::start(svc, "127.0.0.1:0", limits, metrics)?)
 }

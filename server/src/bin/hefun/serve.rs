@@ -37,6 +37,15 @@ pub struct ServeArgs {
     /// Key sets kept expanded in memory (each about 200 MB at hefun-n16384).
     #[arg(long, default_value_t = server::net::DEFAULT_KEY_CACHE)]
     key_cache: usize,
+    /// Uploads kept in the key store (the oldest stored is dropped first).
+    #[arg(long, default_value_t = server::net::DEFAULT_MAX_STORED)]
+    max_stored_keys: usize,
+    /// Key uploads in progress at once (each holds a few hundred MB); more get `Busy`.
+    #[arg(long, default_value_t = server::net::DEFAULT_MAX_UPLOADS)]
+    max_uploads: usize,
+    /// Inferences prepared ahead of their input at once, over all sessions.
+    #[arg(long, default_value_t = server::net::DEFAULT_MAX_PREPARED)]
+    max_prepared: usize,
     /// Seconds a client has to answer a round.
     #[arg(long, default_value_t = 30)]
     round_timeout: u64,
@@ -50,13 +59,13 @@ pub fn serve_command(args: &ServeArgs) -> Result<()> {
     let p = prepare(&args.model, &args.data, args.calibration)?;
     let store = match &args.state_dir {
         Some(dir) => {
-            let store = KeyStore::open(dir, args.key_cache)?;
+            let store = KeyStore::open(dir, args.key_cache, args.max_stored_keys)?;
             tracing::info!(dir = %dir.display(), stored = store.stored_len()?, "key store opened");
             store
         }
         None => KeyStore::memory(args.key_cache),
     };
-    let svc = p.service(store)?;
+    let svc = p.service(store, args.max_uploads, args.max_prepared)?;
     let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new()));
     let limits = Limits {
         max_sessions: args.max_sessions,
