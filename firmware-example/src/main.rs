@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+mod footprint;
 mod uart;
 
 use alloc::string::String;
@@ -20,10 +21,10 @@ use client_core::wire::{read_frame, write_frame, PROTOCOL_VERSION};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::debug::{exit, EXIT_FAILURE, EXIT_SUCCESS};
 use defmt_semihosting as _;
-use embedded_alloc::LlffHeap as Heap;
+use footprint::CountingHeap;
 
 #[global_allocator]
-static HEAP: Heap = Heap::empty();
+static HEAP: CountingHeap = CountingHeap::empty();
 
 /// Heap for the protocol (frames of up to 160 KiB, keys streamed limb by limb).
 const HEAP_BYTES: usize = 1024 * 1024;
@@ -57,6 +58,7 @@ fn main() -> ! {
         // SAFETY: runs once, before any allocation; the array is used by nothing else.
         unsafe { HEAP.init(core::ptr::addr_of_mut!(HEAP_MEM) as usize, HEAP_BYTES) }
     }
+    footprint::paint_stack();
     defmt::info!("hefun firmware: up");
     // SAFETY: the only UART0 handle.
     let mut uart = unsafe { uart::Uart0::take() };
@@ -98,6 +100,11 @@ fn main() -> ! {
         Err(_) => fail("reading the server's hello"),
     }
     let _ = write_frame(&mut uart, &ClientFrame::Bye, &mut scratch);
+    defmt::info!(
+        "footprint: peak heap {=usize} bytes, peak stack {=usize} bytes",
+        HEAP.peak(),
+        footprint::stack_peak()
+    );
     exit(EXIT_SUCCESS);
     loop {}
 }
