@@ -27,9 +27,9 @@ pub enum IdxError {
     },
 }
 
-/// Test images (pixels / 255) and labels.
+/// Test images (pixels / 255) and labels: MNIST's, or another set in the same IDX format.
 pub struct MnistTest {
-    /// Images, 28×28 each, values in [0, 1].
+    /// Images, row-major (28×28 for MNIST), values in [0, 1].
     pub images: Vec<Vec<f32>>,
     /// Labels 0–9.
     pub labels: Vec<u8>,
@@ -82,25 +82,39 @@ fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>), IdxError> {
 impl MnistTest {
     /// Loads `t10k-images-idx3-ubyte[.gz]` and `t10k-labels-idx1-ubyte[.gz]` from `dir`.
     pub fn load(dir: &Path) -> Result<Self, IdxError> {
+        Self::load_idx(dir, "t10k", (28, 28))
+    }
+
+    /// Loads the AT&T faces test split (`orl-test-*-ubyte`, 112×92, written by
+    /// `tools/train_faces.py`) from `dir`.
+    pub fn load_faces(dir: &Path) -> Result<Self, IdxError> {
+        Self::load_idx(dir, "orl-test", (112, 92))
+    }
+
+    /// Loads `<prefix>-images-idx3-ubyte[.gz]` and `<prefix>-labels-idx1-ubyte[.gz]` from `dir`,
+    /// images of `(height, width)`.
+    pub fn load_idx(dir: &Path, prefix: &str, (h, w): (usize, usize)) -> Result<Self, IdxError> {
         let find = |stem: &str| {
-            let gz = dir.join(format!("{stem}.gz"));
+            let gz = dir.join(format!("{prefix}-{stem}.gz"));
             if gz.exists() {
                 gz
             } else {
-                dir.join(stem)
+                dir.join(format!("{prefix}-{stem}"))
             }
         };
-        let images_path = find("t10k-images-idx3-ubyte");
+        let images_path = find("images-idx3-ubyte");
         let (dims, pixels) = read_idx(&images_path)?;
-        let (ldims, labels) = read_idx(&find("t10k-labels-idx1-ubyte"))?;
-        if dims.len() != 3 || dims[1] != 28 || dims[2] != 28 || ldims != [dims[0]] {
+        let (ldims, labels) = read_idx(&find("labels-idx1-ubyte"))?;
+        if dims.len() != 3 || dims[1] != h || dims[2] != w || ldims != [dims[0]] {
             return Err(IdxError::Format {
                 path: images_path.display().to_string(),
-                message: format!("image dims {dims:?} and label dims {ldims:?} do not match"),
+                message: format!(
+                    "image dims {dims:?} and label dims {ldims:?} do not match [n, {h}, {w}] and [n]"
+                ),
             });
         }
         let images = pixels
-            .chunks_exact(784)
+            .chunks_exact(h * w)
             .map(|img| img.iter().map(|&p| p as f32 / 255.0).collect())
             .collect();
         Ok(Self { images, labels })
