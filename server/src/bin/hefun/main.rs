@@ -140,6 +140,7 @@ fn main() -> Result<()> {
                 "threads": run.threads,
                 "value_bound": run.value_bound,
                 "layers": layer_rows(&run),
+                "peak_rss_bytes": peak_rss_bytes(),
             });
             std::fs::write(&json, serde_json::to_string_pretty(&report)?)
                 .with_context(|| format!("writing {}", json.display()))?;
@@ -152,4 +153,12 @@ fn main() -> Result<()> {
 /// Milliseconds.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// The process's peak resident memory (Linux `VmHWM`), if known.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
