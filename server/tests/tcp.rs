@@ -192,13 +192,22 @@ fn hostile_round(w: &mut World, addr: &str, pk: &PublicKey) {
     s.send(&[hello(w, None, PROTOCOL_VERSION + 1)]);
     assert_eq!(s.error_code(), Some(ErrorCode::UnsupportedVersion));
 
-    // Key chunks out of order: a chunk before any key.
-    let mut s = Raw::connect(addr);
-    s.send(&[hello(w, None, PROTOCOL_VERSION)]);
-    let mut frames = public_key_frames(pk, w.ctx.n());
-    frames.swap(0, 1);
-    s.send(&frames);
-    assert_eq!(s.error_code(), Some(ErrorCode::BadKey));
+    // Key upload limbs out of order, duplicated, and missing (done before the keys are all in).
+    let pk_frames = public_key_frames(pk, w.ctx.n());
+    let mut swapped = pk_frames.clone();
+    swapped.swap(0, 1);
+    let mut duplicated = pk_frames.clone();
+    duplicated.insert(1, pk_frames[0].clone());
+    let mut missing = pk_frames.clone();
+    missing.push(ClientFrame::KeysDone {
+        key_id: pk.key_id(&w.ctx),
+    });
+    for frames in [swapped, duplicated, missing] {
+        let mut s = Raw::connect(addr);
+        s.send(&[hello(w, None, PROTOCOL_VERSION)]);
+        s.send(&frames);
+        assert_eq!(s.error_code(), Some(ErrorCode::BadKey));
+    }
 
     // The input ciphertext at the wrong level, with a limb of the wrong length, with residues
     // not below their primes, and more ciphertexts than a session may hold.
@@ -331,7 +340,7 @@ fn loopback_sessions_and_broken_peers() {
         ("Malformed", 2),
         ("Timeout", 3),
         ("UnsupportedVersion", 1),
-        ("BadKey", 1),
+        ("BadKey", 3),
         ("BadCiphertext", 3),
         ("LimitExceeded", 1),
         ("UnknownRound", 1),
