@@ -38,7 +38,6 @@ models_faces.json (accuracy per model from PyTorch and onnxruntime if installed,
 """
 
 import argparse
-import hashlib
 import json
 import os
 import time
@@ -48,27 +47,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from train_mnist import read_sums, sha256_file as sha256
+
 H, W, PEOPLE = 112, 92, 40
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load(path):
     sums = os.path.join(os.path.dirname(path), "SHA256SUMS")
-    if os.path.exists(sums):
-        want = {}
-        for line in open(sums):
-            digest, name = line.split()
-            want[name.lstrip("*")] = digest
-        name = os.path.basename(path)
-        if name in want and want[name] != sha256(path):
-            raise SystemExit(f"{path}: sha256 does not match {sums}")
+    want = read_sums(sums)
+    name = os.path.basename(path)
+    if name in want and want[name] != sha256(path):
+        raise SystemExit(f"{path}: sha256 does not match {sums}")
     d = np.load(path)
     return d["images"], d["labels"].astype(np.int64), d["image_index"]
 
