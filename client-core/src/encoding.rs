@@ -11,7 +11,9 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::arith::Modulus;
 use crate::error::{Error, Result};
+use crate::params::Params;
 use crate::ring::{Basis, Coeff, Context, IntPoly, Poly};
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -233,26 +235,15 @@ impl Encoder {
         }
         let basis = Basis::level(level);
         let mut poly = Poly::<Coeff>::zero(ctx, basis)?;
-        // Coefficients must stay below Q/2 (and inside i128).
-        let max_abs = libm::exp2((ctx.params().log_q(level) - 1.0).min(126.0));
+        let max_abs = max_coefficient(ctx.params(), level);
         let n = ctx.n();
         let moduli: Vec<_> = (0..basis.len())
             .map(|pos| *ctx.modulus(basis, pos))
             .collect();
         let mut limbs: Vec<&mut [u64]> = poly.data_mut().chunks_exact_mut(n).collect();
         self.coefficients(values, scale, max_abs, |t, c| {
-            // Most coefficients fit an i64, whose conversion is a single instruction; the i128
-            // one is a library call.
-            if libm::fabs(c) < 9.2e18 {
-                let c = c as i64;
-                for (limb, m) in limbs.iter_mut().zip(&moduli) {
-                    limb[t] = m.reduce_i64(c);
-                }
-            } else {
-                let c = c as i128;
-                for (limb, m) in limbs.iter_mut().zip(&moduli) {
-                    limb[t] = m.reduce_i128(c);
-                }
+            for (limb, m) in limbs.iter_mut().zip(&moduli) {
+                limb[t] = reduce_coefficient(m, c);
             }
         })?;
         Ok(Plaintext { poly, scale })
@@ -286,6 +277,23 @@ impl Encoder {
     pub fn decode_poly(&self, ctx: &Context, poly: &Poly<Coeff>, scale: f64) -> Result<Vec<f64>> {
         let int = IntPoly::reconstruct(ctx, poly)?;
         self.decode(&int, scale)
+    }
+}
+
+/// Largest |coefficient| a plaintext at `level` may have: below Q_level / 2 and inside i128.
+pub fn max_coefficient(params: &Params, level: usize) -> f64 {
+    libm::exp2((params.log_q(level) - 1.0).min(126.0))
+}
+
+/// An integer-valued f64 coefficient (|c| < 2^126) modulo `m`.
+#[inline]
+pub fn reduce_coefficient(m: &Modulus, c: f64) -> u64 {
+    // Most coefficients fit an i64, whose conversion is a single instruction; the i128 one is a
+    // library call.
+    if libm::fabs(c) < 9.2e18 {
+        m.reduce_i64(c as i64)
+    } else {
+        m.reduce_i128(c as i128)
     }
 }
 

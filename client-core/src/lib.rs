@@ -39,6 +39,7 @@ pub mod cipher;
 pub mod encoding;
 mod error;
 pub mod keys;
+pub mod limbwise;
 pub mod params;
 pub mod protocol;
 pub mod ring;

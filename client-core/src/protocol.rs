@@ -150,7 +150,7 @@ pub struct InferenceClient<'a> {
     state: State,
 }
 
-fn check_period(period: u32, slots: usize) -> Result<usize> {
+pub(crate) fn check_period(period: u32, slots: usize) -> Result<usize> {
     let p = period as usize;
     if p == 0 || !p.is_power_of_two() || p > slots {
         return Err(Error::InvalidParams(
@@ -160,7 +160,7 @@ fn check_period(period: u32, slots: usize) -> Result<usize> {
     Ok(p)
 }
 
-fn periodic(values: &[f64], period: usize, slots: usize) -> Vec<f64> {
+pub(crate) fn periodic(values: &[f64], period: usize, slots: usize) -> Vec<f64> {
     (0..slots)
         .map(|t| values.get(t % period).copied().unwrap_or(0.0))
         .collect()

@@ -14,11 +14,15 @@ use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
+use tfhe_ntt::prime64::Plan;
+
+use crate::arith::Modulus;
 use crate::error::Result;
 use crate::ring::{Basis, Context, Ntt, Poly};
 use crate::sampling::{fill_error, fill_uniform, random_seed, seeded_stream, Seed};
 
 pub use secret::SecretKey;
+pub(crate) use switching::switching_limb;
 pub use switching::{
     galois_element_for_rotation, ExpandedSwitchingKey, KeyChunk, KeyKind, SwitchingKey,
     SwitchingKeyGenerator, CONJUGATION,
@@ -40,27 +44,78 @@ pub fn expand_uniform(ctx: &Context, seed: &Seed, digit: usize, basis: Basis) ->
     Ok(a)
 }
 
-/// One limb of an RLWE sample b = −a·s + e (+ extra), NTT form, for global prime `pi`.
-/// `e` holds the error's coefficients (the same for every limb of one sample).
-pub(crate) fn rlwe_limb(
-    ctx: &Context,
-    sk: &SecretKey,
-    a_seed: &Seed,
-    digit: usize,
-    pi: usize,
-    e: &[i8],
-    out: &mut [u64],
-) {
-    let m = ctx.modulus_at(pi);
-    for (o, &x) in out.iter_mut().zip(e) {
-        *o = m.reduce_i64(x as i64);
+/// What limb-wise arithmetic modulo one prime needs: the modulus, its NTT plan and the secret in
+/// NTT form modulo that prime. A [`Context`] has these for every prime at once; a limb-wise
+/// client ([`crate::limbwise`]) builds them one prime at a time.
+pub(crate) struct PrimeTools<'a> {
+    /// Global prime index.
+    pub pi: usize,
+    pub m: &'a Modulus,
+    pub plan: &'a Plan,
+    pub s_ntt: &'a [u64],
+}
+
+impl<'a> PrimeTools<'a> {
+    /// The tools of global prime `pi` from a full context.
+    pub fn of(ctx: &'a Context, sk: &'a SecretKey, pi: usize) -> Self {
+        Self {
+            pi,
+            m: ctx.modulus_at(pi),
+            plan: ctx.plan_at(pi),
+            s_ntt: sk.ntt_limb(pi),
+        }
     }
-    ctx.plan_at(pi).fwd(out);
-    let mut a = vec![0u64; ctx.n()];
-    fill_uniform(&mut seeded_stream(a_seed, a_stream(digit, pi)), m, &mut a);
-    let s = sk.ntt_limb(pi);
-    for ((o, &ai), &si) in out.iter_mut().zip(&a).zip(s) {
-        *o = m.sub(*o, m.mul(ai, si));
+
+    /// out = NTT(out) − a·s, with `a` the limb of digit `digit` expanded from `a_seed`; `out`
+    /// holds the coefficients (message plus error) on entry.
+    pub fn ntt_minus_a_s(&self, a_seed: &Seed, digit: usize, out: &mut [u64]) {
+        let m = self.m;
+        self.plan.fwd(out);
+        let mut a = vec![0u64; out.len()];
+        fill_uniform(
+            &mut seeded_stream(a_seed, a_stream(digit, self.pi)),
+            m,
+            &mut a,
+        );
+        for ((o, &ai), &si) in out.iter_mut().zip(&a).zip(self.s_ntt) {
+            *o = m.sub(*o, m.mul(ai, si));
+        }
+    }
+
+    /// One limb of an RLWE sample b = −a·s + e, NTT form. `e` holds the error's coefficients
+    /// (the same for every limb of one sample).
+    pub fn rlwe_limb(&self, a_seed: &Seed, digit: usize, e: &[i8], out: &mut [u64]) {
+        for (o, &x) in out.iter_mut().zip(e) {
+            *o = self.m.reduce_i64(x as i64);
+        }
+        self.ntt_minus_a_s(a_seed, digit, out);
+    }
+}
+
+/// Streams the key id of a public key (see [`PublicKey::key_id`]) limb by limb.
+pub struct KeyIdHasher(Sha256);
+
+impl KeyIdHasher {
+    /// Starts the id of a public key of preset `preset` with seed `seed`.
+    pub fn new(preset: &str, seed: &Seed) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"hefun key id v1\0");
+        h.update(preset.as_bytes());
+        h.update([0]);
+        h.update(seed);
+        Self(h)
+    }
+
+    /// Adds the next limb of `b`.
+    pub fn limb(&mut self, words: &[u64]) {
+        for w in words {
+            self.0.update(w.to_le_bytes());
+        }
+    }
+
+    /// The id.
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
     }
 }
 
@@ -93,7 +148,7 @@ impl PublicKey {
         let basis = ctx.top_basis();
         let mut b = Poly::<Ntt>::zero(ctx, basis)?;
         for pos in 0..basis.len() {
-            rlwe_limb(ctx, sk, &seed, 0, pos, &e, b.limb_mut(pos));
+            PrimeTools::of(ctx, sk, pos).rlwe_limb(&seed, 0, &e, b.limb_mut(pos));
         }
         e.zeroize();
         Ok(Self { b, seed })
@@ -134,15 +189,9 @@ impl PublicKey {
     /// The key id: SHA-256 over a domain label, the preset's name, the seed and `b`. It names a
     /// client's key set on the server without revealing anything the public key does not.
     pub fn key_id(&self, ctx: &Context) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(b"hefun key id v1\0");
-        h.update(ctx.params().name().as_bytes());
-        h.update([0]);
-        h.update(self.seed);
-        for w in self.b.data() {
-            h.update(w.to_le_bytes());
-        }
-        h.finalize().into()
+        let mut h = KeyIdHasher::new(ctx.params().name(), &self.seed);
+        h.limb(self.b.data());
+        h.finish()
     }
 }
 

@@ -19,11 +19,11 @@ use alloc::vec::Vec;
 
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
-use super::{expand_uniform, rlwe_limb, SecretKey};
+use super::{expand_uniform, PrimeTools, SecretKey};
 use crate::error::{Error, Result};
-use crate::ring::{automorphism_signed, check_galois_element, Context, Ntt, Poly};
+use crate::ring::{automorphism_signed, check_galois_element, Context, Ntt, Poly, Ring};
 use crate::sampling::{fill_error, random_seed, seeded_stream, Seed};
 
 /// Galois element of complex conjugation (X → X^(2N−1)), as a marker: the real value is 2N − 1.
@@ -192,6 +192,50 @@ pub struct ExpandedSwitchingKey {
     pub a: Vec<Poly<Ntt>>,
 }
 
+/// Limb `tools.pi` of digit `digit` of the switching key of `kind` with public and noise seeds
+/// `seeds`, for the secret with coefficients `s` (see the module docs).
+pub(crate) fn switching_limb(
+    ring: &Ring,
+    tools: &PrimeTools<'_>,
+    s: &[i8],
+    kind: KeyKind,
+    seeds: (&Seed, &Seed),
+    digit: usize,
+    out: &mut [u64],
+) -> Result<()> {
+    let (seed, noise_seed) = seeds;
+    let mut e = Zeroizing::new(vec![0i8; ring.n()]);
+    fill_error(&mut seeded_stream(noise_seed, digit as u64), &mut e);
+    tools.rlwe_limb(seed, digit, &e, out);
+
+    let pi = tools.pi;
+    let top = ring.params().top_level();
+    if ring.params().digit_range(digit, top).contains(&pi) {
+        let m = tools.m;
+        let s_prime = Zeroizing::new(source_secret_limb(tools, s, kind)?);
+        let factor = ring.p_mod_q(pi);
+        let factor_shoup = m.shoup(factor);
+        for (o, &sp) in out.iter_mut().zip(s_prime.iter()) {
+            *o = m.add(*o, m.mul_shoup(sp, factor, factor_shoup));
+        }
+    }
+    Ok(())
+}
+
+/// s' modulo prime `tools.pi`, NTT form.
+fn source_secret_limb(tools: &PrimeTools<'_>, s: &[i8], kind: KeyKind) -> Result<Vec<u64>> {
+    let m = tools.m;
+    match kind {
+        KeyKind::Relinearization => Ok(tools.s_ntt.iter().map(|&x| m.mul(x, x)).collect()),
+        KeyKind::Galois(g) => {
+            let rotated = Zeroizing::new(automorphism_signed(s, g)?);
+            let mut limb: Vec<u64> = rotated.iter().map(|&x| m.reduce_i64(x as i64)).collect();
+            tools.plan.fwd(&mut limb);
+            Ok(limb)
+        }
+    }
+}
+
 /// Produces a switching key limb by limb (see the module docs). Holds only O(N) bytes of state
 /// besides the secret key.
 pub struct SwitchingKeyGenerator<'a> {
@@ -266,42 +310,16 @@ impl<'a> SwitchingKeyGenerator<'a> {
                 found: out.len(),
             });
         }
-        let basis = ctx.full_basis();
-        let pi = ctx.prime_index(basis, limb);
-        let mut e = Zeroizing::new(vec![0i8; n]);
-        fill_error(&mut seeded_stream(&self.noise_seed, digit as u64), &mut e);
-        rlwe_limb(ctx, self.sk, &self.seed, digit, pi, &e, out);
-
-        let top = ctx.params().top_level();
-        if ctx.params().digit_range(digit, top).contains(&pi) {
-            let m = ctx.modulus_at(pi);
-            let mut s_prime = Zeroizing::new(self.source_secret_limb(pi)?);
-            let factor = ctx.p_mod_q(pi);
-            let factor_shoup = m.shoup(factor);
-            for (o, &sp) in out.iter_mut().zip(s_prime.iter()) {
-                *o = m.add(*o, m.mul_shoup(sp, factor, factor_shoup));
-            }
-            s_prime.zeroize();
-        }
-        Ok(())
-    }
-
-    /// s' modulo global prime `pi`, NTT form.
-    fn source_secret_limb(&self, pi: usize) -> Result<Vec<u64>> {
-        let ctx = self.ctx;
-        let m = ctx.modulus_at(pi);
-        match self.kind {
-            KeyKind::Relinearization => {
-                let s = self.sk.ntt_limb(pi);
-                Ok(s.iter().map(|&x| m.mul(x, x)).collect())
-            }
-            KeyKind::Galois(g) => {
-                let rotated = Zeroizing::new(automorphism_signed(self.sk.coeffs(), g)?);
-                let mut limb: Vec<u64> = rotated.iter().map(|&x| m.reduce_i64(x as i64)).collect();
-                ctx.plan_at(pi).fwd(&mut limb);
-                Ok(limb)
-            }
-        }
+        let pi = ctx.prime_index(ctx.full_basis(), limb);
+        switching_limb(
+            ctx,
+            &PrimeTools::of(ctx, self.sk, pi),
+            self.sk.coeffs(),
+            self.kind,
+            (&self.seed, &self.noise_seed),
+            digit,
+            out,
+        )
     }
 
     /// All chunks of the key, digit-major.

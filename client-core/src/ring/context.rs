@@ -1,7 +1,8 @@
-//! Per-parameter-set precomputation: moduli, NTT plans, and constants shared by key generation
-//! and CRT reconstruction.
+//! Per-parameter-set precomputation: moduli and constants ([`Ring`]), and the NTT plans on top
+//! ([`Context`]).
 
 use alloc::vec::Vec;
+use core::ops::Deref;
 
 use tfhe_ntt::prime64::Plan;
 
@@ -10,36 +11,76 @@ use crate::arith::Modulus;
 use crate::error::{Error, Result};
 use crate::params::Params;
 
-/// Everything derived from a [`Params`] that arithmetic needs.
-///
-/// Memory: one `tfhe-ntt` plan per prime, 32·N bytes each (512 KB per prime at N = 2^14), plus
-/// O(L²) words of constants. A microcontroller client builds plans limb by limb instead (see the
-/// firmware example).
-pub struct Context {
+/// The constants of a [`Params`] that need no NTT plan: moduli, the gadget factor and Garner's
+/// inverses. O(L²) words, so a microcontroller can hold it and build one plan at a time
+/// ([`Ring::build_plan`], see [`crate::limbwise`]).
+pub struct Ring {
     params: Params,
     n: usize,
     /// Ciphertext primes then special primes.
     moduli: Vec<Modulus>,
-    plans: Vec<Plan>,
     /// P mod q_i (the gadget factor of the key-switching keys), per ciphertext prime.
     p_mod_q: Vec<u64>,
     /// q_j^-1 mod q_i for j < i, row-major (i, j), for Garner's CRT.
     garner_inv: Vec<u64>,
 }
 
+/// A [`Ring`] with the NTT plans of all its primes: everything arithmetic needs.
+///
+/// Memory: one `tfhe-ntt` plan per prime, 32·N bytes each (512 KB per prime at N = 2^14). A
+/// microcontroller client uses a [`Ring`] and builds plans limb by limb instead.
+pub struct Context {
+    ring: Ring,
+    plans: Vec<Plan>,
+}
+
+impl Deref for Context {
+    type Target = Ring;
+
+    fn deref(&self) -> &Ring {
+        &self.ring
+    }
+}
+
 impl Context {
     /// Builds the context of a validated parameter set.
     pub fn new(params: &Params) -> Result<Self> {
+        let ring = Ring::new(params)?;
+        let plans = (0..ring.moduli.len())
+            .map(|pi| ring.build_plan(pi))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { ring, plans })
+    }
+
+    /// The constants without the plans.
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// NTT plan of the `pos`-th limb of `basis`.
+    #[inline]
+    pub fn plan(&self, basis: Basis, pos: usize) -> &Plan {
+        &self.plans[self.prime_index(basis, pos)]
+    }
+
+    /// NTT plan by global prime index.
+    #[inline]
+    pub fn plan_at(&self, prime_index: usize) -> &Plan {
+        &self.plans[prime_index]
+    }
+}
+
+impl Ring {
+    /// The constants of a parameter set (its structure is validated).
+    pub fn new(params: &Params) -> Result<Self> {
         params.validate_structure()?;
         let n = params.n();
-        let mut moduli = Vec::with_capacity(params.q().len() + params.p().len());
-        let mut plans = Vec::with_capacity(moduli.capacity());
-        for &prime in params.q().iter().chain(params.p()) {
-            moduli.push(Modulus::new(prime).ok_or(Error::InvalidParams("prime size"))?);
-            plans.push(
-                Plan::try_new(n, prime).ok_or(Error::InvalidParams("no NTT plan for prime"))?,
-            );
-        }
+        let moduli = params
+            .q()
+            .iter()
+            .chain(params.p())
+            .map(|&prime| Modulus::new(prime).ok_or(Error::InvalidParams("prime size")))
+            .collect::<Result<Vec<_>>>()?;
         let num_q = params.q().len();
         let p_mod_q = moduli[..num_q]
             .iter()
@@ -67,10 +108,24 @@ impl Context {
             params: params.clone(),
             n,
             moduli,
-            plans,
             p_mod_q,
             garner_inv,
         })
+    }
+
+    /// Builds the NTT plan of global prime `prime_index` (32·N bytes).
+    pub fn build_plan(&self, prime_index: usize) -> Result<Plan> {
+        let m = self.moduli.get(prime_index).ok_or(Error::IndexOutOfRange {
+            what: "prime",
+            index: prime_index,
+            len: self.moduli.len(),
+        })?;
+        Plan::try_new(self.n, m.value()).ok_or(Error::InvalidParams("no NTT plan for prime"))
+    }
+
+    /// Number of primes (ciphertext and special).
+    pub fn num_primes(&self) -> usize {
+        self.moduli.len()
     }
 
     /// The parameter set.
@@ -133,22 +188,10 @@ impl Context {
         &self.moduli[self.prime_index(basis, pos)]
     }
 
-    /// NTT plan of the `pos`-th limb of `basis`.
-    #[inline]
-    pub fn plan(&self, basis: Basis, pos: usize) -> &Plan {
-        &self.plans[self.prime_index(basis, pos)]
-    }
-
     /// Modulus by global prime index (ciphertext primes first).
     #[inline]
     pub fn modulus_at(&self, prime_index: usize) -> &Modulus {
         &self.moduli[prime_index]
-    }
-
-    /// NTT plan by global prime index.
-    #[inline]
-    pub fn plan_at(&self, prime_index: usize) -> &Plan {
-        &self.plans[prime_index]
     }
 
     /// P mod q_i.

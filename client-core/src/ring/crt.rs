@@ -12,7 +12,8 @@ use alloc::vec::Vec;
 
 use zeroize::Zeroize;
 
-use super::{Basis, Coeff, Context, Poly};
+use super::{Basis, Coeff, Context, Poly, Ring};
+use crate::arith::Modulus;
 use crate::error::{Error, Result};
 
 /// A polynomial with centred integer coefficients, |t| < Q/2 for the Q it was reconstructed
@@ -44,23 +45,39 @@ impl IntPoly {
                 found: basis,
             });
         }
-        let k = basis.q as usize;
-        let n = ctx.n();
-        let moduli: Vec<u64> = (0..k).map(|i| ctx.modulus_at(i).value()).collect();
+        Self::from_residues(ctx, poly.data().to_vec())
+    }
+
+    /// Reconstructs in place from coefficient-form residues modulo the first k ciphertext
+    /// primes, limb-major (k = `residues.len()` / N). Every residue must be below its prime.
+    pub fn from_residues(ring: &Ring, residues: Vec<u64>) -> Result<Self> {
+        let n = ring.n();
+        let k = residues.len() / n;
+        if k == 0 || k * n != residues.len() || k > ring.num_q() {
+            return Err(Error::LengthMismatch {
+                expected: n * k.clamp(1, ring.num_q()),
+                found: residues.len(),
+            });
+        }
+        let moduli: Vec<u64> = (0..k).map(|i| ring.modulus_at(i).value()).collect();
+        for (limb, &q) in residues.chunks_exact(n).zip(&moduli) {
+            if limb.iter().any(|&x| x >= q) {
+                return Err(Error::Decode("residue not below its prime"));
+            }
+        }
 
         // t is negative iff t > (Q − 1)/2.
         let half = half_digits(&moduli);
 
-        // Garner, digit-major: d_0 = x_0; d_i = ((x_i − d_0)·q_0^-1 − d_1)·q_1^-1 … mod q_i.
-        let mut digits = vec![0u64; n * k];
-        digits[..n].copy_from_slice(poly.limb(0));
+        // Garner, digit-major, in place: d_0 = x_0; d_i = ((x_i − d_0)·q_0^-1 − d_1)·q_1^-1 …
+        // mod q_i.
+        let mut digits = residues;
         for i in 1..k {
-            let m = ctx.modulus_at(i);
+            let m = ring.modulus_at(i);
             let (done, rest) = digits.split_at_mut(i * n);
             let t = &mut rest[..n];
-            t.copy_from_slice(poly.limb(i));
             for (j, dj) in done.chunks_exact(n).enumerate() {
-                let inv = ctx.garner_inv(i, j);
+                let inv = ring.garner_inv(i, j);
                 let inv_shoup = m.shoup(inv);
                 for (x, &d) in t.iter_mut().zip(dj) {
                     *x = m.mul_shoup(m.sub(*x, m.reduce_u64(d)), inv, inv_shoup);
@@ -207,27 +224,41 @@ impl IntPoly {
             });
         }
         let mut out = Poly::<Coeff>::zero(ctx, basis)?;
-        let n = self.len();
         for pos in 0..basis.len() {
-            let m = *ctx.modulus(basis, pos);
-            let limb = out.limb_mut(pos);
-            // Σ_i d_i·(q0·…·q_{i−1} mod m), keeping each partial sum below 2m.
-            let q = m.value();
-            let mut radix = 1 % q;
-            for (digit, &qi) in self.digits.chunks_exact(n).zip(&self.moduli) {
-                let radix_shoup = m.shoup(radix);
-                for (x, &d) in limb.iter_mut().zip(digit) {
-                    let s = *x + m.mul_shoup_lazy(d, radix, radix_shoup);
-                    *x = if s >= 2 * q { s - 2 * q } else { s };
-                }
-                radix = m.mul(radix, m.reduce_u64(qi));
-            }
-            for (x, &neg) in limb.iter_mut().zip(&self.negative) {
-                let v = if *x >= q { *x - q } else { *x };
-                *x = if neg { m.neg(v) } else { v };
-            }
+            self.reduce_limb(ctx.modulus(basis, pos), out.limb_mut(pos))?;
         }
         Ok(out)
+    }
+}
+
+impl IntPoly {
+    /// The integers modulo one prime `m`, into `out` (length N): one limb of
+    /// [`IntPoly::reduce_into`], for clients that work limb by limb.
+    pub fn reduce_limb(&self, m: &Modulus, out: &mut [u64]) -> Result<()> {
+        let n = self.len();
+        if out.len() != n {
+            return Err(Error::LengthMismatch {
+                expected: n,
+                found: out.len(),
+            });
+        }
+        out.fill(0);
+        // Σ_i d_i·(q0·…·q_{i−1} mod m), keeping each partial sum below 2m.
+        let q = m.value();
+        let mut radix = 1 % q;
+        for (digit, &qi) in self.digits.chunks_exact(n).zip(&self.moduli) {
+            let radix_shoup = m.shoup(radix);
+            for (x, &d) in out.iter_mut().zip(digit) {
+                let s = *x + m.mul_shoup_lazy(d, radix, radix_shoup);
+                *x = if s >= 2 * q { s - 2 * q } else { s };
+            }
+            radix = m.mul(radix, m.reduce_u64(qi));
+        }
+        for (x, &neg) in out.iter_mut().zip(&self.negative) {
+            let v = if *x >= q { *x - q } else { *x };
+            *x = if neg { m.neg(v) } else { v };
+        }
+        Ok(())
     }
 }
 

@@ -12,6 +12,6 @@ mod poly;
 pub(crate) mod serde_limbs;
 
 pub use basis::Basis;
-pub use context::Context;
+pub use context::{Context, Ring};
 pub use crt::IntPoly;
 pub use poly::{automorphism_signed, check_galois_element, Coeff, Form, Ntt, Poly};
