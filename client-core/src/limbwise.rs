@@ -174,6 +174,12 @@ impl LimbwiseClient {
         }
     }
 
+    /// True between an inference's messages: after the input or a round reply was sent and
+    /// before the next message's first frame.
+    pub fn awaiting_group(&self) -> bool {
+        matches!(self.state, State::Awaiting { .. })
+    }
+
     /// Frees the current plan (about 32·N bytes) until the next limb needs one.
     pub fn release_plan(&mut self) {
         self.primes.current = None;

@@ -17,7 +17,10 @@ const CTRL_RX_EN: u32 = 1 << 1;
 
 /// The UART; one exists (created once in `main`).
 pub struct Uart0 {
-    _private: (),
+    /// Bytes written so far.
+    pub sent: u64,
+    /// Bytes read so far.
+    pub received: u64,
 }
 
 fn reg(offset: usize) -> *mut u32 {
@@ -33,7 +36,10 @@ impl Uart0 {
     pub unsafe fn take() -> Self {
         write_volatile(reg(BAUDDIV), 16);
         write_volatile(reg(CTRL), CTRL_TX_EN | CTRL_RX_EN);
-        Self { _private: () }
+        Self {
+            sent: 0,
+            received: 0,
+        }
     }
 
     fn write_byte(&mut self, b: u8) {
@@ -62,6 +68,7 @@ impl embedded_io::Write for Uart0 {
         for &b in buf {
             self.write_byte(b);
         }
+        self.sent += buf.len() as u64;
         Ok(buf.len())
     }
 
@@ -77,6 +84,7 @@ impl embedded_io::Read for Uart0 {
             return Ok(0);
         };
         *first = self.read_byte();
+        self.received += 1;
         Ok(1)
     }
 }

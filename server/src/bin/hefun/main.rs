@@ -9,6 +9,7 @@
 mod infer;
 mod load;
 mod local;
+mod plain;
 mod prepared;
 mod serve;
 
@@ -81,6 +82,9 @@ enum Command {
     Infer(infer::InferArgs),
     /// Many concurrent clients against a loopback server: throughput and latency percentiles.
     Load(load::LoadArgs),
+    /// The plaintext model's predictions of MNIST test images (what the firmware is checked
+    /// against).
+    Plain(plain::PlainArgs),
 }
 
 pub fn entropy() -> Result<[u8; 32]> {
@@ -95,6 +99,7 @@ fn main() -> Result<()> {
         Command::Serve(args) => serve::serve_command(&args)?,
         Command::Infer(args) => infer::infer_command(&args)?,
         Command::Load(args) => load::load_command(&args)?,
+        Command::Plain(args) => plain::plain_command(&args)?,
         Command::Demo(common) => {
             let run = run(&common, common.transport.unwrap_or(Transport::Tcp))?;
             let s = summarize(&run);

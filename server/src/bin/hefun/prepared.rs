@@ -24,7 +24,7 @@ pub fn data_dir(arg: &Option<PathBuf>) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")
 }
 
-fn model_path(model: &str, data: &Path) -> PathBuf {
+pub fn model_path(model: &str, data: &Path) -> PathBuf {
     match model {
         "small" => data.join("mnist_small.onnx"),
         "large" => data.join("mnist_large.onnx"),
