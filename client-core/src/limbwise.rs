@@ -74,9 +74,10 @@ impl PrimeCache {
     }
 }
 
-/// What a fresh encryption encrypts: slot values to encode, or an integer polynomial as is.
+/// What a fresh encryption encrypts: encoded slot values (Δ·m as integer-valued f64
+/// coefficients), or an integer polynomial as is.
 enum Message<'a> {
-    Values(&'a [f64]),
+    Coefficients(Zeroizing<Vec<f64>>),
     Integers(&'a IntPoly),
 }
 
@@ -284,7 +285,8 @@ impl LimbwiseClient {
         if level > self.ring.params().top_level() {
             return Err(Error::InvalidParams("input level above the top level"));
         }
-        let msg = Message::Values(&values);
+        let msg = Message::Coefficients(self.encode(&values, spec.scale, level)?);
+        drop(values);
         self.send_encryption(Purpose::Input, &msg, spec.scale, level, rng, &mut send)?;
         self.state = State::Awaiting { round: 0 };
         Ok(())
@@ -590,7 +592,9 @@ impl LimbwiseClient {
         let top = self.ring.params().top_level();
         let first: Vec<f64> = signs.iter().map(|&p| if p { 1.0 } else { -1.0 }).collect();
         let values = periodic(&first, period, slots);
-        let msg = Message::Values(&values);
+        drop(first);
+        let msg = Message::Coefficients(self.encode(&values, sign_scale, top)?);
+        drop(values);
         self.send_encryption(Purpose::Signs(round), &msg, sign_scale, top, rng, send)?;
         let msg = Message::Integers(&refresh);
         let sent = self.send_encryption(Purpose::Refreshed(round), &msg, scale, top, rng, send);
@@ -617,15 +621,6 @@ impl LimbwiseClient {
             return Err(Error::InvalidScale);
         }
         let n = self.ring.n();
-        let coefficients = match msg {
-            Message::Values(values) => {
-                let max = max_coefficient(self.ring.params(), level);
-                Some(Zeroizing::new(
-                    self.encoder.scaled_coefficients(values, scale, max)?,
-                ))
-            }
-            Message::Integers(_) => None,
-        };
         let seed = random_seed(rng);
         let mut e = Zeroizing::new(vec![0i8; n]);
         fill_error(rng, &mut e);
@@ -634,14 +629,13 @@ impl LimbwiseClient {
         for pos in 0..=level {
             let tools = self.primes.tools(&self.ring, &self.secret, pos)?;
             let m = tools.m;
-            match (msg, &coefficients) {
-                (_, Some(c)) => {
+            match msg {
+                Message::Coefficients(c) => {
                     for (w, &x) in words.iter_mut().zip(c.iter()) {
                         *w = reduce_coefficient(m, x);
                     }
                 }
-                (Message::Integers(int), _) => int.reduce_limb(m, &mut words)?,
-                (Message::Values(_), None) => return Err(Error::InvalidParams("no coefficients")),
+                Message::Integers(int) => int.reduce_limb(m, &mut words)?,
             }
             for (w, &x) in words.iter_mut().zip(e.iter()) {
                 *w = m.add(*w, m.reduce_i64(x as i64));
@@ -661,6 +655,14 @@ impl LimbwiseClient {
             words = take_words(frame);
         }
         Ok(())
+    }
+
+    /// Δ·m for `values` at `scale`, checked to fit below Q_level / 2.
+    fn encode(&self, values: &[f64], scale: f64, level: usize) -> Result<Zeroizing<Vec<f64>>> {
+        let max = max_coefficient(self.ring.params(), level);
+        Ok(Zeroizing::new(
+            self.encoder.scaled_coefficients(values, scale, max)?,
+        ))
     }
 
     fn sent<F: FnMut(&ClientFrame) -> Result<()>>(

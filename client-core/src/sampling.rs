@@ -74,20 +74,46 @@ pub fn fill_error<R: CryptoRng + ?Sized>(rng: &mut R, out: &mut [i8]) {
     }
 }
 
-/// Fills `out` with residues uniform modulo `m`, by rejection sampling on bit-masked words.
-pub fn fill_uniform<R: Rng + ?Sized>(rng: &mut R, m: &Modulus, out: &mut [u64]) {
-    let mask = if m.bits() == 64 {
-        u64::MAX
-    } else {
-        (1u64 << m.bits()) - 1
-    };
-    for x in out.iter_mut() {
-        *x = loop {
-            let v = rng.next_u64() & mask;
-            if v < m.value() {
-                break v;
-            }
+/// Residues uniform modulo a prime, by rejection sampling on bit-masked words: an endless
+/// stream, so a limb can be consumed without a buffer.
+pub struct UniformResidues<R> {
+    rng: R,
+    q: u64,
+    mask: u64,
+}
+
+impl<R: Rng> UniformResidues<R> {
+    /// Residues modulo `m` drawn from `rng`.
+    pub fn new(rng: R, m: &Modulus) -> Self {
+        let mask = if m.bits() == 64 {
+            u64::MAX
+        } else {
+            (1u64 << m.bits()) - 1
         };
+        Self {
+            rng,
+            q: m.value(),
+            mask,
+        }
+    }
+
+    /// The next residue.
+    #[inline]
+    pub fn next_residue(&mut self) -> u64 {
+        loop {
+            let v = self.rng.next_u64() & self.mask;
+            if v < self.q {
+                return v;
+            }
+        }
+    }
+}
+
+/// Fills `out` with residues uniform modulo `m` (see [`UniformResidues`]).
+pub fn fill_uniform<R: Rng + ?Sized>(rng: &mut R, m: &Modulus, out: &mut [u64]) {
+    let mut residues = UniformResidues::new(rng, m);
+    for x in out.iter_mut() {
+        *x = residues.next_residue();
     }
 }
 

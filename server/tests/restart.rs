@@ -206,7 +206,9 @@ fn limbwise_client_uploads_its_keys_and_matches_the_plaintext_model() {
     let mut rng = Csprng::from_seed([42; 32]);
     let mut client = LimbwiseClient::new(&params, &mut rng).unwrap();
     let mut stream = TcpStream::connect(&server.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(300)))
+        .unwrap();
     let hello = ClientFrame::Hello {
         version: PROTOCOL_VERSION,
         presets: vec![params.name().to_string()],

@@ -19,7 +19,9 @@ use tfhe_ntt::prime64::Plan;
 use crate::arith::Modulus;
 use crate::error::Result;
 use crate::ring::{Basis, Context, Ntt, Poly};
-use crate::sampling::{fill_error, fill_uniform, random_seed, seeded_stream, Seed};
+use crate::sampling::{
+    fill_error, fill_uniform, random_seed, seeded_stream, Seed, UniformResidues,
+};
 
 pub use secret::SecretKey;
 pub(crate) use switching::switching_limb;
@@ -71,14 +73,10 @@ impl<'a> PrimeTools<'a> {
     pub fn ntt_minus_a_s(&self, a_seed: &Seed, digit: usize, out: &mut [u64]) {
         let m = self.m;
         self.plan.fwd(out);
-        let mut a = vec![0u64; out.len()];
-        fill_uniform(
-            &mut seeded_stream(a_seed, a_stream(digit, self.pi)),
-            m,
-            &mut a,
-        );
-        for ((o, &ai), &si) in out.iter_mut().zip(&a).zip(self.s_ntt) {
-            *o = m.sub(*o, m.mul(ai, si));
+        // `a` is consumed as it is drawn: no limb-sized buffer.
+        let mut a = UniformResidues::new(seeded_stream(a_seed, a_stream(digit, self.pi)), m);
+        for (o, &si) in out.iter_mut().zip(self.s_ntt) {
+            *o = m.sub(*o, m.mul(a.next_residue(), si));
         }
     }
 
