@@ -568,6 +568,9 @@ impl LimbwiseClient {
         if incoming.next.0 < 2 {
             return Ok(None);
         }
+        // What follows (CRT, decoding, and the next message, which starts at the first prime
+        // again) does not need this prime's plan: free it for the decoding buffers.
+        self.release_plan();
         let residues = core::mem::take(&mut incoming.acc);
         Ok(Some(IntPoly::from_residues(&self.ring, residues)?))
     }

@@ -106,16 +106,105 @@ pub fn split_frame(buf: &[u8]) -> Result<Option<(&[u8], &[u8])>> {
     Ok(Some(rest.split_at(len)))
 }
 
-/// Sends `msg` as one frame on `w`; `scratch` is reused between calls.
-pub fn write_frame<W: embedded_io::Write, T: Serialize + ?Sized>(
-    w: &mut W,
-    msg: &T,
-    scratch: &mut Vec<u8>,
-) -> Result<()> {
-    scratch.clear();
-    encode_frame(msg, scratch)?;
-    w.write_all(scratch).map_err(|_| Error::Io)?;
+/// Sends `msg` as one frame on `w`, serialising it twice (once to count its bytes for the
+/// length prefix, once onto `w`) so that no frame-sized buffer is needed.
+pub fn write_frame<W: embedded_io::Write, T: Serialize + ?Sized>(w: &mut W, msg: &T) -> Result<()> {
+    let len = postcard::serialize_with_flavor(msg, ByteCounter(0))
+        .map_err(|_| Error::Decode("message does not serialise"))?;
+    if len == 0 || len > MAX_FRAME_LEN {
+        return Err(Error::FrameTooLarge { len });
+    }
+    w.write_all(&(len as u32).to_le_bytes())
+        .map_err(|_| Error::Io)?;
+    let written = postcard::serialize_with_flavor(
+        msg,
+        WriterFlavor {
+            w: &mut *w,
+            buf: [0; WRITE_CHUNK],
+            used: 0,
+            total: 0,
+        },
+    )
+    .map_err(|_| Error::Io)?;
+    if written != len {
+        return Err(Error::Decode("message serialised to two different lengths"));
+    }
     w.flush().map_err(|_| Error::Io)
+}
+
+/// Counts serialised bytes.
+struct ByteCounter(usize);
+
+impl postcard::ser_flavors::Flavor for ByteCounter {
+    type Output = usize;
+
+    fn try_push(&mut self, _: u8) -> postcard::Result<()> {
+        self.0 += 1;
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0 += data.len();
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.0)
+    }
+}
+
+/// Small pieces (tags, varints) are gathered so a byte-at-a-time writer is not called per byte;
+/// large ones (limb data) go straight through.
+const WRITE_CHUNK: usize = 64;
+
+/// Serialises onto an `embedded-io` writer.
+struct WriterFlavor<'a, W: embedded_io::Write> {
+    w: &'a mut W,
+    buf: [u8; WRITE_CHUNK],
+    used: usize,
+    total: usize,
+}
+
+impl<W: embedded_io::Write> WriterFlavor<'_, W> {
+    fn drain(&mut self) -> postcard::Result<()> {
+        let used = core::mem::take(&mut self.used);
+        self.w
+            .write_all(&self.buf[..used])
+            .map_err(|_| postcard::Error::SerializeBufferFull)
+    }
+}
+
+impl<W: embedded_io::Write> postcard::ser_flavors::Flavor for WriterFlavor<'_, W> {
+    type Output = usize;
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        if self.used == WRITE_CHUNK {
+            self.drain()?;
+        }
+        self.buf[self.used] = data;
+        self.used += 1;
+        self.total += 1;
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if self.used + data.len() <= WRITE_CHUNK {
+            self.buf[self.used..self.used + data.len()].copy_from_slice(data);
+            self.used += data.len();
+        } else {
+            self.drain()?;
+            self.w
+                .write_all(data)
+                .map_err(|_| postcard::Error::SerializeBufferFull)?;
+        }
+        self.total += data.len();
+        Ok(())
+    }
+
+    fn finalize(mut self) -> postcard::Result<usize> {
+        self.drain()?;
+        Ok(self.total)
+    }
 }
 
 /// Reads one frame from `r` into `buf` (resized to the payload) and decodes it. The length is
@@ -208,9 +297,20 @@ mod tests {
     #[test]
     fn streams_read_and_write_frames() {
         let mut wire: Vec<u8> = Vec::new();
-        let mut scratch = Vec::new();
-        write_frame(&mut wire, &Msg::Hello { version: 1 }, &mut scratch).unwrap();
-        write_frame(&mut wire, &Msg::Limb(vec![1, 2, 3]), &mut scratch).unwrap();
+        write_frame(&mut wire, &Msg::Hello { version: 1 }).unwrap();
+        write_frame(&mut wire, &Msg::Limb(vec![1, 2, 3])).unwrap();
+        // Streaming writes the bytes `encode_frame` builds in memory, small pieces and a limb
+        // larger than the writer's chunk alike.
+        let big = Msg::Limb((0..1000u64).map(|i| i * 0x0123_4567_89ab).collect());
+        let mut streamed: Vec<u8> = Vec::new();
+        write_frame(&mut streamed, &big).unwrap();
+        let mut built = Vec::new();
+        encode_frame(&big, &mut built).unwrap();
+        assert_eq!(streamed, built);
+        let mut refused: Vec<u8> = Vec::new();
+        let err = write_frame(&mut refused, &Msg::Limb(vec![u64::MAX; MAX_FRAME_LEN / 8]));
+        assert!(matches!(err, Err(Error::FrameTooLarge { .. })));
+        assert!(refused.is_empty());
         let mut reader = &wire[..];
         let mut buf = Vec::new();
         assert_eq!(

@@ -85,7 +85,6 @@ struct Phase {
 /// The UART plus the bookkeeping of who spends what.
 struct Link {
     uart: uart::Uart0,
-    scratch: Vec<u8>,
     buf: Vec<u8>,
     /// Instructions spent in UART writes since the last `take_io`.
     io: u64,
@@ -94,7 +93,7 @@ struct Link {
 impl Link {
     fn send(&mut self, frame: &ClientFrame) -> client_core::Result<()> {
         let t = clock::instructions();
-        let r = write_frame(&mut self.uart, frame, &mut self.scratch);
+        let r = write_frame(&mut self.uart, frame);
         self.io += clock::instructions() - t;
         r
     }
@@ -299,7 +298,6 @@ fn main() -> ! {
     // SAFETY: the only UART0 handle.
     let mut link = Link {
         uart: unsafe { uart::Uart0::take() },
-        scratch: Vec::new(),
         buf: Vec::new(),
         io: 0,
     };

@@ -10,11 +10,20 @@ use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserializer, Serializer};
 
 pub fn serialize<S: Serializer>(data: &[u64], serializer: S) -> Result<S::Ok, S::Error> {
-    let mut bytes = Vec::with_capacity(data.len() * 8);
-    for word in data {
-        bytes.extend_from_slice(&word.to_le_bytes());
+    // On little-endian targets (x86, ARM) the words already are their wire bytes: no copy, so
+    // a microcontroller does not hold a limb twice while sending it.
+    #[cfg(target_endian = "little")]
+    {
+        serializer.serialize_bytes(bytemuck::cast_slice(data))
     }
-    serializer.serialize_bytes(&bytes)
+    #[cfg(not(target_endian = "little"))]
+    {
+        let mut bytes = Vec::with_capacity(data.len() * 8);
+        for word in data {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+        serializer.serialize_bytes(&bytes)
+    }
 }
 
 pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
