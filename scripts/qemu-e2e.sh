@@ -70,4 +70,4 @@ if ! diff "$work/firmware" "$work/plain"; then
   echo "error: firmware predictions (left) differ from the plaintext model's (right)" >&2
   exit 1
 fi
-echo "== firmware OK: $count predictions equal the plaintext model's"
+echo "== firmware OK: $count of $count predictions equal the plaintext model's"
