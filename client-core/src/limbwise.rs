@@ -392,7 +392,8 @@ impl LimbwiseClient {
             (State::Awaiting { .. }, Purpose::Output) => {
                 let count = usize::from(count);
                 let len = len as usize;
-                if len == 0 || len > slots * count {
+                // Every ciphertext carries slots values except the last.
+                if len == 0 || len.div_ceil(slots) != count {
                     return Err(Error::Decode("bad output length"));
                 }
                 State::Output {
@@ -452,8 +453,12 @@ impl LimbwiseClient {
                     return Ok(None);
                 };
                 if !refresh {
-                    let values = self.encoder.decode(&int, incoming.scale)?;
+                    let mut int = int;
+                    let decoded = self.encoder.decode(&int, incoming.scale);
+                    int.zeroize();
+                    let mut values = decoded?;
                     signs = values[..period].iter().map(|&v| v >= 0.0).collect();
+                    values.zeroize();
                     self.state = State::Round {
                         round,
                         period,
@@ -500,9 +505,13 @@ impl LimbwiseClient {
                     };
                     return Ok(None);
                 };
-                let decoded = self.encoder.decode(&int, incoming.scale)?;
+                let mut int = int;
+                let decoded = self.encoder.decode(&int, incoming.scale);
+                int.zeroize();
+                let mut decoded = decoded?;
                 let take = (len - values.len()).min(decoded.len());
                 values.extend_from_slice(&decoded[..take]);
+                decoded.zeroize();
                 if values.len() == len {
                     self.release_plan();
                     return Ok(Some(values));

@@ -293,6 +293,16 @@ fn malformed_server_frames_are_refused() {
         Some(client_core::Error::ResidueOutOfRange { limb: 0, index: 5 })
     );
 
+    // An output whose length does not match its ciphertext count.
+    let (mut client, _, mut rng) = started(&s, 6);
+    let bad_output = ServerFrame::CiphertextsBegin {
+        purpose: client_core::wire::messages::Purpose::Output,
+        count: 2,
+        len: 10,
+        sign_scale: 0.0,
+    };
+    assert!(first_error(&mut client, &mut rng, vec![bad_output]).is_some());
+
     // The output before any round was expected is fine; a refresh before its ReLU is not.
     let (mut client, sk, mut rng) = started(&s, 5);
     let frames = round_frames(&s, &sk, &mut rng, 1);
