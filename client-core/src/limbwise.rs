@@ -399,7 +399,7 @@ impl LimbwiseClient {
                 State::Output {
                     len,
                     count,
-                    values: Vec::with_capacity(len),
+                    values: Vec::with_capacity(len.min(slots)),
                     ct: None,
                 }
             }
@@ -434,7 +434,9 @@ impl LimbwiseClient {
                 mut signs,
                 ct: incoming,
             } => {
-                if ct != 0 {
+                // One ciphertext per message: once the ReLU message is decrypted, only the
+                // refresh message's header may follow.
+                if ct != 0 || (!refresh && !signs.is_empty() && incoming.is_none()) {
                     return Err(Error::Decode("ciphertext index out of order"));
                 }
                 let mut incoming = match incoming {
@@ -457,7 +459,11 @@ impl LimbwiseClient {
                     let decoded = self.encoder.decode(&int, incoming.scale);
                     int.zeroize();
                     let mut values = decoded?;
-                    signs = values[..period].iter().map(|&v| v >= 0.0).collect();
+                    // Same rule as the host client (NaN counts as positive).
+                    signs = values[..period]
+                        .iter()
+                        .map(|&v| v.partial_cmp(&0.0) != Some(core::cmp::Ordering::Less))
+                        .collect();
                     values.zeroize();
                     self.state = State::Round {
                         round,
