@@ -423,7 +423,6 @@ impl LimbwiseClient {
         R: CryptoRng + ?Sized,
         F: FnMut(&ClientFrame) -> Result<()>,
     {
-        let handoff_limbs = self.ring.params().handoff_level() + 1;
         let state = core::mem::replace(&mut self.state, State::Idle);
         match state {
             State::Round {
@@ -439,10 +438,7 @@ impl LimbwiseClient {
                 if ct != 0 || (!refresh && !signs.is_empty() && incoming.is_none()) {
                     return Err(Error::Decode("ciphertext index out of order"));
                 }
-                let mut incoming = match incoming {
-                    Some(i) => i,
-                    None => Incoming::new(usize::from(limbs), handoff_limbs, scale, self.ring.n())?,
-                };
+                let mut incoming = self.continue_or_start(incoming, limbs, scale)?;
                 let Some(int) = self.absorb(&mut incoming, component, scale, limbs, limb)? else {
                     self.state = State::Round {
                         round,
@@ -498,10 +494,7 @@ impl LimbwiseClient {
                 if usize::from(ct) != index || index >= count {
                     return Err(Error::Decode("ciphertext index out of order"));
                 }
-                let mut incoming = match incoming {
-                    Some(i) => i,
-                    None => Incoming::new(usize::from(limbs), handoff_limbs, scale, self.ring.n())?,
-                };
+                let mut incoming = self.continue_or_start(incoming, limbs, scale)?;
                 let Some(int) = self.absorb(&mut incoming, component, scale, limbs, limb)? else {
                     self.state = State::Output {
                         len,
@@ -531,6 +524,22 @@ impl LimbwiseClient {
                 Ok(None)
             }
             _ => Err(Error::Decode("ciphertext limb outside a ciphertext group")),
+        }
+    }
+
+    /// The ciphertext being received, or a new one at the hand-off level.
+    fn continue_or_start(
+        &self,
+        incoming: Option<Incoming>,
+        limbs: u16,
+        scale: f64,
+    ) -> Result<Incoming> {
+        match incoming {
+            Some(i) => Ok(i),
+            None => {
+                let handoff_limbs = self.ring.params().handoff_level() + 1;
+                Incoming::new(usize::from(limbs), handoff_limbs, scale, self.ring.n())
+            }
         }
     }
 
