@@ -280,14 +280,17 @@ impl LimbwiseClient {
         if !matches!(self.state, State::Idle) {
             return Err(Error::Decode("inference already started"));
         }
-        let values = spec.layout(input, self.ring.params().slots())?;
         let level = spec.level as usize;
         if level > self.ring.params().top_level() {
             return Err(Error::InvalidParams("input level above the top level"));
         }
-        let msg = Message::Coefficients(self.encode(&values, spec.scale, level)?);
-        drop(values);
-        self.send_encryption(Purpose::Input, &msg, spec.scale, level, rng, &mut send)?;
+        let layout = Zeroizing::new(spec.layout(input, self.ring.params().slots())?);
+        let count = layout.len() as u16;
+        for (ct, values) in layout.iter().enumerate() {
+            let msg = Message::Coefficients(self.encode(values, spec.scale, level)?);
+            let target = (Purpose::Input, ct as u16, count);
+            self.send_encryption(target, &msg, spec.scale, level, rng, &mut send)?;
+        }
         self.state = State::Awaiting { round: 0 };
         Ok(())
     }
@@ -622,18 +625,34 @@ impl LimbwiseClient {
         drop(first);
         let msg = Message::Coefficients(self.encode(&values, sign_scale, top)?);
         drop(values);
-        self.send_encryption(Purpose::Signs(round), &msg, sign_scale, top, rng, send)?;
+        self.send_encryption(
+            (Purpose::Signs(round), 0, 1),
+            &msg,
+            sign_scale,
+            top,
+            rng,
+            send,
+        )?;
         let msg = Message::Integers(&refresh);
-        let sent = self.send_encryption(Purpose::Refreshed(round), &msg, scale, top, rng, send);
+        let sent = self.send_encryption(
+            (Purpose::Refreshed(round), 0, 1),
+            &msg,
+            scale,
+            top,
+            rng,
+            send,
+        );
         refresh.zeroize();
         sent
     }
 
     /// A fresh symmetric encryption of `msg` at `level`, sent as a one-ciphertext group: c0
     /// limb by limb (NTT(m + e) − a·s), with c1 = a expanded from the seed by the server.
+    /// Sends ciphertext `ct` of a group of `count` (`target`), opening the group first if `ct`
+    /// is 0.
     fn send_encryption<R, F>(
         &mut self,
-        purpose: Purpose,
+        (purpose, ct, count): (Purpose, u16, u16),
         msg: &Message<'_>,
         scale: f64,
         level: usize,
@@ -651,7 +670,9 @@ impl LimbwiseClient {
         let seed = random_seed(rng);
         let mut e = Zeroizing::new(vec![0i8; n]);
         fill_error(rng, &mut e);
-        send(&ClientFrame::CiphertextsBegin { purpose, count: 1 })?;
+        if ct == 0 {
+            send(&ClientFrame::CiphertextsBegin { purpose, count })?;
+        }
         let mut words = vec![0u64; n];
         for pos in 0..=level {
             let tools = self.primes.tools(&self.ring, &self.secret, pos)?;
@@ -669,7 +690,7 @@ impl LimbwiseClient {
             }
             tools.ntt_minus_a_s(&seed, 0, &mut words);
             let frame = ClientFrame::SeededLimb {
-                ct: 0,
+                ct,
                 seed,
                 scale,
                 limbs: (level + 1) as u16,

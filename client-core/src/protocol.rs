@@ -20,14 +20,19 @@ use crate::error::{Error, Result};
 use crate::keys::SecretKey;
 use crate::ring::Context;
 
-/// How the client lays out its input: the `len` values, zero-padded to `period`, repeated over
-/// all slots; copy b (slots [b·period, (b+1)·period)) is rotated left by (b mod `copies`)·`shift`.
-/// Encoded at `scale`, encrypted at `level`. (Shifted copies let the server split the first layer's diagonals among the copies.)
+/// How the client lays out its input. The `len` values are first gathered if `gather` asks
+/// for it (the server then reads a convolution's patches side by side). A gathered vector that
+/// fits in `period` is zero-padded to it and repeated over all slots, copy b (slots
+/// [b·period, (b+1)·period)) rotated left by (b mod `copies`)·`shift` (shifted copies let the
+/// server split the first layer's diagonals among the copies). A longer one needs `period` =
+/// the slot count and is cut into consecutive ciphertexts of that many values. Encoded at
+/// `scale`, encrypted at `level`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InputSpec {
     /// Number of input values.
     pub len: u32,
-    /// Period of the repetition (a power of two ≥ len, dividing the slot count).
+    /// Period of the repetition (a power of two ≥ the laid-out length, dividing the slot
+    /// count), or the slot count for an input over several ciphertexts.
     pub period: u32,
     /// Left rotation of each copy relative to the previous one (0: plain repetition).
     pub shift: u32,
@@ -37,19 +42,133 @@ pub struct InputSpec {
     pub scale: f64,
     /// Level at which the input is encrypted (at most the top level).
     pub level: u32,
+    /// A patch gather to apply before the layout.
+    pub gather: Option<Im2col>,
+}
+
+/// The patches of a one-channel `height`×`width` image (row-major) under a `kernel_h`×`kernel_w`
+/// window moved by the strides, without padding: entry t·P + p of the gathered vector is pixel
+/// (stride_h·i + t / kernel_w, stride_w·j + t mod kernel_w) for output position p = i·W' + j
+/// (P = H'·W' positions). A convolution is then Σ_t w[c][t]·patch_t: whole blocks, no gather
+/// left to the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Im2col {
+    /// Image height.
+    pub height: u32,
+    /// Image width.
+    pub width: u32,
+    /// Window height.
+    pub kernel_h: u32,
+    /// Window width.
+    pub kernel_w: u32,
+    /// Vertical step.
+    pub stride_h: u32,
+    /// Horizontal step.
+    pub stride_w: u32,
+}
+
+impl Im2col {
+    /// (output height, output width), or an error for an empty or oversized window.
+    pub fn output_dims(&self) -> Result<(usize, usize)> {
+        let (h, w) = (self.height as usize, self.width as usize);
+        let (kh, kw) = (self.kernel_h as usize, self.kernel_w as usize);
+        let (sh, sw) = (self.stride_h as usize, self.stride_w as usize);
+        if kh == 0 || kw == 0 || sh == 0 || sw == 0 || kh > h || kw > w {
+            return Err(Error::InvalidParams("im2col window does not fit the image"));
+        }
+        Ok(((h - kh) / sh + 1, (w - kw) / sw + 1))
+    }
+
+    /// Length of the gathered vector.
+    pub fn gathered_len(&self) -> Result<usize> {
+        let (oh, ow) = self.output_dims()?;
+        Ok(self.kernel_h as usize * self.kernel_w as usize * oh * ow)
+    }
+
+    /// Index into the image of every entry of the gathered vector.
+    pub fn source(&self, entry: usize) -> Result<usize> {
+        let (oh, ow) = self.output_dims()?;
+        let positions = oh * ow;
+        let (t, p) = (entry / positions, entry % positions);
+        let kw = self.kernel_w as usize;
+        if t >= self.kernel_h as usize * kw {
+            return Err(Error::InvalidParams(
+                "im2col entry past the gathered vector",
+            ));
+        }
+        let (i, j) = (p / ow, p % ow);
+        let y = self.stride_h as usize * i + t / kw;
+        let x = self.stride_w as usize * j + t % kw;
+        Ok(y * self.width as usize + x)
+    }
 }
 
 impl InputSpec {
-    /// The slot vector for `input` (which must hold `len` values): slot b·period + s holds
-    /// input[(s + b·shift) mod period], or 0 past the input.
-    pub fn layout(&self, input: &[f64], slots: usize) -> Result<Vec<f64>> {
+    /// Number of ciphertexts the input takes.
+    pub fn ciphertexts(&self, slots: usize) -> Result<usize> {
+        let len = self.laid_out_len()?;
         let period = check_period(self.period, slots)?;
-        if input.len() != self.len as usize || input.len() > period {
+        if len <= period {
+            return Ok(1);
+        }
+        if period != slots || self.copies != 1 || self.shift != 0 {
+            return Err(Error::InvalidParams(
+                "an input over several ciphertexts must fill whole ciphertexts, unshifted",
+            ));
+        }
+        let cts = len.div_ceil(slots);
+        if cts > MAX_CIPHERTEXTS_PER_MESSAGE {
+            return Err(Error::InvalidParams("input needs too many ciphertexts"));
+        }
+        Ok(cts)
+    }
+
+    fn laid_out_len(&self) -> Result<usize> {
+        match &self.gather {
+            None => Ok(self.len as usize),
+            Some(g) => {
+                if (g.height as usize).checked_mul(g.width as usize) != Some(self.len as usize) {
+                    return Err(Error::InvalidParams(
+                        "im2col image size is not the input length",
+                    ));
+                }
+                g.gathered_len()
+            }
+        }
+    }
+
+    /// The slot vectors of every input ciphertext for `input` (which must hold `len` values):
+    /// see [`InputSpec`].
+    pub fn layout(&self, input: &[f64], slots: usize) -> Result<Vec<Vec<f64>>> {
+        if input.len() != self.len as usize {
             return Err(Error::LengthMismatch {
                 expected: self.len as usize,
                 found: input.len(),
             });
         }
+        let cts = self.ciphertexts(slots)?;
+        let mut gathered: Vec<f64> = match &self.gather {
+            None => input.to_vec(),
+            Some(g) => (0..self.laid_out_len()?)
+                .map(|e| g.source(e).map(|i| input.get(i).copied().unwrap_or(0.0)))
+                .collect::<Result<_>>()?,
+        };
+        let laid_out = self.place(&gathered, cts, slots);
+        gathered.zeroize();
+        laid_out
+    }
+
+    fn place(&self, gathered: &[f64], cts: usize, slots: usize) -> Result<Vec<Vec<f64>>> {
+        if cts > 1 {
+            return Ok((0..cts)
+                .map(|c| {
+                    (0..slots)
+                        .map(|t| gathered.get(c * slots + t).copied().unwrap_or(0.0))
+                        .collect()
+                })
+                .collect());
+        }
+        let period = self.period as usize;
         let shift = self.shift as usize;
         if shift >= period {
             return Err(Error::InvalidParams("input shift must be below the period"));
@@ -60,13 +179,13 @@ impl InputSpec {
                 "input copies must be between 1 and slots / period",
             ));
         }
-        Ok((0..slots)
+        Ok(vec![(0..slots)
             .map(|t| {
                 let (block, s) = ((t / period) % copies, t % period);
                 let i = (s + (block * shift) % period) % period;
-                input.get(i).copied().unwrap_or(0.0)
+                gathered.get(i).copied().unwrap_or(0.0)
             })
-            .collect())
+            .collect()])
     }
 }
 
@@ -187,16 +306,30 @@ impl<'a> InferenceClient<'a> {
         if self.state != State::Idle {
             return Err(Error::Decode("inference already started"));
         }
-        let values = spec.layout(input, self.ctx.params().slots())?;
+        let mut cts_values = spec.layout(input, self.ctx.params().slots())?;
         let level = spec.level as usize;
         if level > self.ctx.params().top_level() {
+            cts_values.zeroize();
             return Err(Error::InvalidParams("input level above the top level"));
         }
-        let mut pt = self.encoder.encode(self.ctx, &values, spec.scale, level)?;
-        let ct = encrypt_symmetric(self.ctx, self.sk, &pt, rng);
-        pt.poly.zeroize();
+        let mut cts = Vec::with_capacity(cts_values.len());
+        for values in &cts_values {
+            let pt = self.encoder.encode(self.ctx, values, spec.scale, level);
+            let mut pt = match pt {
+                Ok(pt) => pt,
+                Err(e) => {
+                    cts_values.zeroize();
+                    return Err(e);
+                }
+            };
+            let ct = encrypt_symmetric(self.ctx, self.sk, &pt, rng);
+            pt.poly.zeroize();
+            cts.push(ct);
+        }
+        cts_values.zeroize();
+        let cts = cts.into_iter().collect::<Result<Vec<_>>>()?;
         self.state = State::AwaitingRound(0);
-        Ok(ClientMessage::Input(vec![ct?]))
+        Ok(ClientMessage::Input(cts))
     }
 
     /// Handles a server message.
@@ -313,6 +446,7 @@ mod tests {
             copies,
             scale: 1.0,
             level: 0,
+            gather: None,
         }
     }
 
@@ -321,13 +455,13 @@ mod tests {
         let x = [1.0, 2.0, 3.0];
         // Period 4, 4 copies in 32 slots, each rotated one further left; the pattern repeats
         // after 16 slots.
-        let v = spec(3, 4, 1, 4).layout(&x, 32).unwrap();
+        let v = spec(3, 4, 1, 4).layout(&x, 32).unwrap().remove(0);
         let first = [1.0, 2.0, 3.0, 0.0, 2.0, 3.0, 0.0, 1.0];
         assert_eq!(&v[..8], &first);
         assert_eq!(&v[8..12], &[3.0, 0.0, 1.0, 2.0]);
         assert_eq!(&v[16..24], &first);
         // Plain repetition.
-        let v = spec(3, 4, 0, 1).layout(&x, 16).unwrap();
+        let v = spec(3, 4, 0, 1).layout(&x, 16).unwrap().remove(0);
         assert!(v.chunks(4).all(|c| c == [1.0, 2.0, 3.0, 0.0]));
     }
 
@@ -339,5 +473,43 @@ mod tests {
         assert!(spec(3, 4, 1, 5).layout(&x, 16).is_err()); // more copies than fit
         assert!(spec(3, 3, 0, 1).layout(&x, 16).is_err()); // period not a power of two
         assert!(spec(2, 4, 0, 1).layout(&x, 16).is_err()); // wrong length
+        let long = [1.0; 40];
+        assert!(spec(40, 16, 1, 1).layout(&long, 16).is_err()); // several, not whole periods
+        assert!(spec(40, 16, 0, 1).layout(&long, 32).is_err()); // several, period below slots
+    }
+
+    #[test]
+    fn long_inputs_fill_consecutive_ciphertexts() {
+        let x: Vec<f64> = (0..40).map(f64::from).collect();
+        let cts = spec(40, 16, 0, 1).layout(&x, 16).unwrap();
+        assert_eq!(cts.len(), 3);
+        assert_eq!(cts[1][0], 16.0);
+        assert_eq!(cts[2][7], 39.0);
+        assert_eq!(cts[2][8], 0.0);
+    }
+
+    #[test]
+    fn im2col_gathers_patches_block_by_block() {
+        // 3×4 image, 2×2 window, stride 1: 2×3 positions, 4 offsets.
+        let img: Vec<f64> = (0..12).map(f64::from).collect();
+        let mut s = spec(12, 32, 0, 1);
+        s.gather = Some(Im2col {
+            height: 3,
+            width: 4,
+            kernel_h: 2,
+            kernel_w: 2,
+            stride_h: 1,
+            stride_w: 1,
+        });
+        let v = s.layout(&img, 32).unwrap().remove(0);
+        // Offset (0, 0): the top-left pixels of the six windows; offset (1, 1): bottom-right.
+        assert_eq!(&v[..6], &[0.0, 1.0, 2.0, 4.0, 5.0, 6.0]);
+        assert_eq!(&v[18..24], &[5.0, 6.0, 7.0, 9.0, 10.0, 11.0]);
+        assert_eq!(v[24], 0.0);
+        s.gather = Some(Im2col {
+            kernel_h: 4,
+            ..s.gather.unwrap()
+        });
+        assert!(s.layout(&img, 32).is_err()); // window taller than the image
     }
 }

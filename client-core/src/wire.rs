@@ -17,7 +17,7 @@ pub mod convert;
 pub mod messages;
 
 /// Version of the wire protocol, exchanged in the handshake.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;

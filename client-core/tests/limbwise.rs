@@ -133,6 +133,7 @@ fn inference_equals_the_host_clients() {
         copies: 4,
         scale: 2f64.powi(60),
         level: 6,
+        gather: None,
     };
     let input: Vec<f64> = (0..10).map(|i| i as f64 / 10.0 - 0.3).collect();
 
@@ -231,6 +232,7 @@ fn started(s: &Setup, seed: u8) -> (LimbwiseClient, SecretKey, Csprng) {
         copies: 1,
         scale: 2f64.powi(40),
         level: 6,
+        gather: None,
     };
     client
         .start_inference(&[0.5; 4], &spec, &mut rng, |_| Ok(()))

@@ -6,6 +6,7 @@
 //! (central-limit heuristic, coefficients treated as independent); [`Ct::noise_bound`] is
 //! 10 standard deviations, which a Gaussian exceeds with probability below 2^-70 per coefficient.
 
+mod blocks;
 mod galois;
 mod keyswitch;
 mod linear;
@@ -24,6 +25,7 @@ use client_core::keys::{
 use client_core::ring::{Context, Ntt, Poly};
 use client_core::sampling::ERROR_STD_DEV;
 
+pub use blocks::{BlockOutput, BlockTransform, Bsgs};
 pub use galois::GaloisTables;
 pub use keyswitch::{Decomposed, KeySwitcher};
 pub use linear::{rescale_divisor, Layout, LinearTransform, Matrix, TransformCost};

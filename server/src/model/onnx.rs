@@ -9,12 +9,13 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use client_core::protocol::Im2col;
 use tract_onnx::data_resolver::FopenDataResolver;
 use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::prelude::*;
 
 use crate::eval::Matrix;
-use crate::protocol::{Layer, Model};
+use crate::protocol::{FirstConv, Layer, Model};
 
 /// Errors of model import.
 #[derive(Debug, thiserror::Error)]
@@ -217,7 +218,12 @@ fn lower(proto: &ModelProto, path: &Path, input_shape: &[usize]) -> Result<Model
     let mut layers: Vec<Layer> = Vec::new();
     let mut pending: Option<Affine> = None;
 
-    let push = |pending: &mut Option<Affine>, next: Affine| {
+    // The first layer keeps its convolution's geometry only if nothing else was folded into it.
+    let mut conv_candidate: Option<FirstConv> = None;
+    let mut first_conv: Option<FirstConv> = None;
+    let mut folded_ops = 0usize;
+    let push = |pending: &mut Option<Affine>, folded_ops: &mut usize, next: Affine| {
+        *folded_ops += 1;
         *pending = Some(match pending.take() {
             None => next,
             Some(prev) => next.after(prev),
@@ -252,6 +258,10 @@ fn lower(proto: &ModelProto, path: &Path, input_shape: &[usize]) -> Result<Model
                 let affine = pending
                     .take()
                     .ok_or_else(|| node_err(node, "ReLU must follow a linear layer"))?;
+                if layers.is_empty() && folded_ops == 1 {
+                    first_conv = conv_candidate.take();
+                }
+                folded_ops = 0;
                 layers.push(Layer {
                     weights: affine.w,
                     bias: affine.b,
@@ -259,13 +269,16 @@ fn lower(proto: &ModelProto, path: &Path, input_shape: &[usize]) -> Result<Model
                 });
             }
             "Conv" => {
-                let (affine, out) = lower_conv(
+                let (affine, out, conv) = lower_conv(
                     node,
                     shape,
                     constant(1)?,
                     node.input.get(2).map(|_| constant(2)).transpose()?,
                 )?;
-                push(&mut pending, affine);
+                if layers.is_empty() && pending.is_none() {
+                    conv_candidate = conv;
+                }
+                push(&mut pending, &mut folded_ops, affine);
                 shape = out;
             }
             "Gemm" | "MatMul" => {
@@ -276,7 +289,7 @@ fn lower(proto: &ModelProto, path: &Path, input_shape: &[usize]) -> Result<Model
                     node.input.get(2).map(|_| constant(2)).transpose()?,
                 )?;
                 shape = Shape::Flat(affine.w.rows);
-                push(&mut pending, affine);
+                push(&mut pending, &mut folded_ops, affine);
             }
             "Add" => {
                 let b = tensor_f64(constant(1)?).map_err(|e| node_err(node, e))?;
@@ -298,7 +311,7 @@ fn lower(proto: &ModelProto, path: &Path, input_shape: &[usize]) -> Result<Model
                 for i in 0..n {
                     id.w.data[i * n + i] = 1.0;
                 }
-                push(&mut pending, id);
+                push(&mut pending, &mut folded_ops, id);
             }
             "BatchNormalization" => {
                 let Shape::Image(c, h, w) = shape else {
@@ -328,11 +341,11 @@ fn lower(proto: &ModelProto, path: &Path, input_shape: &[usize]) -> Result<Model
                         aff.b[i] = beta[ch] - s * mean[ch];
                     }
                 }
-                push(&mut pending, aff);
+                push(&mut pending, &mut folded_ops, aff);
             }
             "AveragePool" => {
                 let (affine, out) = lower_avg_pool(node, shape)?;
-                push(&mut pending, affine);
+                push(&mut pending, &mut folded_ops, affine);
                 shape = out;
             }
             _ => {
@@ -349,7 +362,11 @@ fn lower(proto: &ModelProto, path: &Path, input_shape: &[usize]) -> Result<Model
         bias: last.b,
         relu: false,
     });
-    let model = Model { input_len, layers };
+    let model = Model {
+        input_len,
+        layers,
+        first_conv,
+    };
     model
         .validate()
         .map_err(|e| ImportError::Model(e.to_string()))?;
@@ -368,7 +385,7 @@ fn lower_conv(
     shape: Shape,
     weight: &Tensor,
     bias: Option<&Tensor>,
-) -> Result<(Affine, Shape), ImportError> {
+) -> Result<(Affine, Shape, Option<FirstConv>), ImportError> {
     let Shape::Image(c_in, h, w) = shape else {
         return Err(node_err(node, "convolution of a flat vector"));
     };
@@ -439,12 +456,26 @@ fn lower_conv(
             }
         }
     }
+    // One input channel and no padding: the client can gather the patches itself.
+    let conv = (c_in == 1 && pt + pl + pb + pr == 0).then(|| FirstConv {
+        gather: Im2col {
+            height: h as u32,
+            width: w as u32,
+            kernel_h: kh as u32,
+            kernel_w: kw as u32,
+            stride_h: sy as u32,
+            stride_w: sx as u32,
+        },
+        out_channels: c_out,
+        kernel: wt.clone(),
+    });
     Ok((
         Affine {
             w: Matrix { rows, cols, data },
             b,
         },
         Shape::Image(c_out, h_out, w_out),
+        conv,
     ))
 }
 

@@ -92,6 +92,7 @@ impl<'a> Connection<'a> {
                 copies: 1,
                 scale: 1.0,
                 level: 0,
+                gather: None,
             },
             traffic: Traffic::default(),
             key_upload: 0,

@@ -33,6 +33,7 @@ pub fn small_service() -> Result<Service, ProtocolError> {
     let model = Model {
         input_len: 16,
         layers: vec![layer(8, 16, true), layer(4, 8, false)],
+        first_conv: None,
     };
     let model = CompiledModel::new(model, params.slots())?;
     let cfg = ProtocolConfig::for_params(&params, 2, 16.0);

@@ -4,10 +4,11 @@
 use client_core::params::Params;
 use client_core::protocol::InputSpec;
 
+use super::clos;
 use super::config::ProtocolConfig;
 use super::model::Model;
 use super::ProtocolError;
-use crate::eval::{LinearTransform, Matrix};
+use crate::eval::{BlockTransform, Bsgs, LinearTransform, Matrix};
 
 /// Where a layer's vectors sit in the slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,20 +23,41 @@ pub(super) struct LayerShape {
     pub(super) out_period: usize,
 }
 
+/// How a layer's input and output sit in ciphertexts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LayerPlan {
+    /// One ciphertext in, one out: a [`LinearTransform`] with the permutation folded in.
+    Single,
+    /// Input over `inputs` full ciphertexts, output folded into one: a [`BlockTransform`] with
+    /// the permutation folded into its (dense) rows and columns.
+    Folded {
+        /// Input ciphertexts.
+        inputs: usize,
+    },
+    /// Output over `outputs` full ciphertexts: an unpermuted [`BlockTransform`] followed by the
+    /// three permutation stages of [`super::clos`] (three more levels).
+    Spread {
+        /// Input ciphertexts.
+        inputs: usize,
+        /// Output ciphertexts.
+        outputs: usize,
+        /// The input is the client's im2col gather for [`Model::first_conv`].
+        gathered: bool,
+    },
+}
+
+/// Levels the permutation stages of a [`LayerPlan::Spread`] layer consume.
+pub(super) const STAGE_LEVELS: usize = 3;
+
 /// A model with its slot layout worked out.
 pub struct CompiledModel {
     pub(super) model: Model,
     pub(super) shapes: Vec<LayerShape>,
+    pub(super) plans: Vec<LayerPlan>,
     /// (shift, copies) of the client's input layout.
     input_layout: (usize, usize),
     /// Most replicas each layer's transform may use.
     replicas: Vec<usize>,
-}
-
-/// Level of the client's input: the first layer consumes `rescale_primes` levels and its output
-/// goes to the hand-off level.
-pub(super) fn input_level(params: &Params, cfg: &ProtocolConfig) -> usize {
-    (params.handoff_level() + cfg.rescale_primes).min(params.top_level())
 }
 
 fn next_pow2(x: usize) -> usize {
@@ -47,33 +69,83 @@ impl CompiledModel {
     pub fn new(model: Model, slots: usize) -> Result<Self, ProtocolError> {
         model.validate()?;
         let mut d = next_pow2(model.input_len);
+        // Input ciphertexts of the next layer (full ones when more than one).
+        let mut inputs = 1;
         let mut shapes = Vec::with_capacity(model.layers.len());
+        let mut plans = Vec::with_capacity(model.layers.len());
         for (i, layer) in model.layers.iter().enumerate() {
             let m = layer.weights.rows;
             // Hidden layers are padded to a power of two: the padding holds dummies.
             let rows = if layer.relu { next_pow2(m) } else { m };
-            let lt_period = d.max(next_pow2(rows));
-            if lt_period > slots {
-                return Err(ProtocolError::Model(format!(
-                    "layer {i} needs {lt_period} slots; one ciphertext has {slots}"
-                )));
+            let gathered = i == 0 && model.first_conv.is_some() && d.max(next_pow2(rows)) > slots;
+            if gathered {
+                let conv = model.first_conv.as_ref().map(|c| c.gather.gathered_len());
+                inputs = conv.transpose()?.unwrap_or(0).div_ceil(slots);
+                d = slots;
+            } else if d > slots {
+                inputs = model.input_len.div_ceil(slots);
+                d = slots;
             }
-            let p = next_pow2(rows);
-            let out_period = if p < lt_period && rows < d {
-                p
+            let outputs = m.div_ceil(slots);
+            let (plan, shape) = if outputs > 1 || (gathered && inputs > 1) {
+                let shape = LayerShape {
+                    in_period: d,
+                    lt_period: slots,
+                    rows: outputs * slots,
+                    out_period: slots,
+                };
+                (
+                    LayerPlan::Spread {
+                        inputs,
+                        outputs,
+                        gathered,
+                    },
+                    shape,
+                )
+            } else if inputs > 1 {
+                let p = next_pow2(rows);
+                if 2 * p > slots {
+                    return Err(ProtocolError::Model(format!(
+                        "layer {i}: {m} outputs of a layer over {inputs} ciphertexts must fit half a ciphertext ({slots} slots)"
+                    )));
+                }
+                let shape = LayerShape {
+                    in_period: d,
+                    lt_period: slots,
+                    rows,
+                    out_period: p,
+                };
+                (LayerPlan::Folded { inputs }, shape)
             } else {
-                lt_period
+                let lt_period = d.max(next_pow2(rows));
+                let p = next_pow2(rows);
+                let out_period = if p < lt_period && rows < d {
+                    p
+                } else {
+                    lt_period
+                };
+                let shape = LayerShape {
+                    in_period: d,
+                    lt_period,
+                    rows,
+                    out_period,
+                };
+                (LayerPlan::Single, shape)
             };
-            shapes.push(LayerShape {
-                in_period: d,
-                lt_period,
-                rows,
-                out_period,
-            });
-            d = out_period;
+            inputs = match plan {
+                LayerPlan::Spread { outputs, .. } => outputs,
+                _ => 1,
+            };
+            d = shape.out_period;
+            shapes.push(shape);
+            plans.push(plan);
         }
         let mut replicas = Vec::with_capacity(shapes.len());
         for (i, s) in shapes.iter().enumerate() {
+            if plans[i] != LayerPlan::Single {
+                replicas.push(1);
+                continue;
+            }
             let dense = Matrix {
                 rows: s.rows,
                 cols: s.in_period,
@@ -99,9 +171,13 @@ impl CompiledModel {
         let mut compiled = Self {
             model,
             shapes,
+            plans,
             input_layout: (0, 1),
             replicas,
         };
+        if compiled.plans[0] != LayerPlan::Single {
+            return Ok(compiled);
+        }
         let s0 = compiled.shapes[0];
         let probe = Matrix {
             rows: s0.rows,
@@ -133,13 +209,96 @@ impl CompiledModel {
         )?)
     }
 
+    /// Layer `i` of a [`LayerPlan::Spread`] plan without its permutation: rows in model order,
+    /// columns at the previous layer's positions `col_pos` (empty: in order) times `col_scale`.
+    /// A gathered first convolution is Σ_t w[c][t]·patch_t: row c·P + p reads entry t·P + p.
+    pub(super) fn spread_transform(
+        &self,
+        i: usize,
+        col_pos: &[usize],
+        col_scale: f64,
+        slots: usize,
+    ) -> Result<BlockTransform, ProtocolError> {
+        let LayerPlan::Spread {
+            inputs,
+            outputs,
+            gathered,
+        } = self.plans[i]
+        else {
+            return Err(ProtocolError::Model(format!("layer {i} is not spread")));
+        };
+        let in_period = self.shapes[i].in_period;
+        let layer = &self.model.layers[i];
+        let entries: Vec<(usize, usize, f64)> = match (&self.model.first_conv, gathered) {
+            (Some(conv), true) => {
+                let (oh, ow) = conv.gather.output_dims()?;
+                let positions = oh * ow;
+                let window = conv.kernel.len() / conv.out_channels.max(1);
+                (0..conv.out_channels)
+                    .flat_map(|c| (0..window).map(move |t| (c, t)))
+                    .flat_map(|(c, t)| {
+                        let w = conv.kernel[c * window + t];
+                        (0..positions).map(move |p| (c * positions + p, t * positions + p, w))
+                    })
+                    .collect()
+            }
+            _ => {
+                let w = &layer.weights;
+                (0..w.rows)
+                    .flat_map(|r| (0..w.cols).map(move |c| (r, c)))
+                    .map(|(r, c)| {
+                        let col = col_pos.get(c).copied().unwrap_or(c);
+                        (r, col, w.get(r, c) * col_scale)
+                    })
+                    .collect()
+            }
+        };
+        // Few, scattered diagonals (a convolution) or all of them: all baby steps hoisted.
+        let count = in_period.min(if gathered { in_period } else { slots });
+        Ok(BlockTransform::from_entries(
+            slots,
+            inputs,
+            in_period,
+            outputs,
+            entries,
+            Bsgs::balanced(1, count),
+        )?)
+    }
+
     /// Levels one round consumes at most, from the client's top-level re-encryption to the
     /// next hand-off: the ReLU product, the re-layout if the next layer has one, the transform.
     pub fn round_levels(&self, cfg: &ProtocolConfig) -> usize {
         (1..self.shapes.len())
-            .map(|i| cfg.sign_primes + usize::from(self.replicas[i] >= 2) + cfg.rescale_primes)
+            .map(|i| cfg.sign_primes + self.layer_levels(i, cfg))
             .max()
             .unwrap_or(0)
+    }
+
+    /// Levels layer `i` consumes: its transform, a re-layout before it, permutation stages
+    /// after it.
+    pub(super) fn layer_levels(&self, i: usize, cfg: &ProtocolConfig) -> usize {
+        match self.plans[i] {
+            LayerPlan::Single => usize::from(i > 0 && self.replicas[i] >= 2) + cfg.rescale_primes,
+            LayerPlan::Folded { .. } => cfg.rescale_primes,
+            LayerPlan::Spread { .. } => cfg.rescale_primes + STAGE_LEVELS,
+        }
+    }
+
+    /// Level of the client's input: high enough for the first layer to land at the hand-off
+    /// level (a smaller upload and a cheaper first layer than the top level).
+    pub(super) fn input_level(&self, params: &Params, cfg: &ProtocolConfig) -> usize {
+        params.handoff_level() + self.layer_levels(0, cfg)
+    }
+
+    /// Number of ciphertexts of every hidden layer's output, and of the output.
+    pub fn ciphertexts_per_layer(&self) -> Vec<usize> {
+        self.plans
+            .iter()
+            .map(|p| match p {
+                LayerPlan::Spread { outputs, .. } => *outputs,
+                _ => 1,
+            })
+            .collect()
     }
 
     /// The plaintext model.
@@ -155,13 +314,20 @@ impl CompiledModel {
     /// The input layout the client must use. The input is encrypted just high enough for the
     /// first layer to land at the hand-off level: a smaller upload and cheaper first layer.
     pub fn input_spec(&self, params: &Params, cfg: &ProtocolConfig) -> InputSpec {
+        let gather = match self.plans[0] {
+            LayerPlan::Spread { gathered: true, .. } => {
+                self.model.first_conv.as_ref().map(|c| c.gather)
+            }
+            _ => None,
+        };
         InputSpec {
             len: self.model.input_len as u32,
             period: self.shapes[0].in_period as u32,
             shift: self.input_layout.0 as u32,
             copies: self.input_layout.1 as u32,
             scale: cfg.scale,
-            level: input_level(params, cfg) as u32,
+            level: self.input_level(params, cfg).min(params.top_level()) as u32,
+            gather,
         }
     }
 
@@ -170,6 +336,28 @@ impl CompiledModel {
     pub fn rotation_steps(&self, slots: usize) -> Result<Vec<i64>, ProtocolError> {
         let mut steps = Vec::new();
         for (i, s) in self.shapes.iter().enumerate() {
+            match self.plans[i] {
+                LayerPlan::Single => {}
+                LayerPlan::Folded { inputs } => {
+                    let dense = Matrix {
+                        rows: s.rows,
+                        cols: inputs * slots,
+                        data: vec![1.0; s.rows * inputs * slots],
+                    };
+                    steps.extend(BlockTransform::folded(&dense, slots, inputs)?.rotation_steps());
+                    continue;
+                }
+                LayerPlan::Spread { outputs, .. } => {
+                    // The unpermuted transform is fixed by the model; the stages by the shape.
+                    steps.extend(self.spread_transform(i, &[], 1.0, slots)?.rotation_steps());
+                    steps.extend(clos::rotation_steps(
+                        outputs,
+                        slots,
+                        clos::grid_width(slots),
+                    )?);
+                    continue;
+                }
+            }
             let dense = Matrix {
                 rows: s.rows,
                 cols: s.in_period,

@@ -19,6 +19,7 @@
 //! The last layer is not permuted: its output goes to the client flooded, and only the client
 //! can decrypt it.
 
+mod clos;
 mod compiled;
 mod config;
 mod mask;
@@ -29,7 +30,7 @@ mod session;
 pub use compiled::CompiledModel;
 pub use config::ProtocolConfig;
 pub use mask::IntegerMask;
-pub use model::{Layer, Model};
+pub use model::{FirstConv, Layer, Model};
 pub use planner::{plan, plan_with, Margins, Plan};
 pub use session::{HidingAudit, Inference, RoundCost};
 

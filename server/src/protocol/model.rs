@@ -3,6 +3,8 @@
 
 use crate::eval::Matrix;
 
+use client_core::protocol::Im2col;
+
 use super::ProtocolError;
 
 /// One affine layer, optionally followed by ReLU.
@@ -23,6 +25,39 @@ pub struct Model {
     pub input_len: usize,
     /// The layers, first to last.
     pub layers: Vec<Layer>,
+    /// Set when the first layer is exactly this convolution (its dense form is still
+    /// `layers[0]`): the client can then send the convolution's patches (im2col), which turns
+    /// the layer into whole-block products.
+    pub first_conv: Option<FirstConv>,
+}
+
+/// A one-input-channel convolution without padding, as the first layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FirstConv {
+    /// The window geometry over the input image.
+    pub gather: Im2col,
+    /// Number of output channels.
+    pub out_channels: usize,
+    /// Kernel weights, [channel][window offset t] with t = dy·kernel_w + dx.
+    pub kernel: Vec<f64>,
+}
+
+impl FirstConv {
+    /// Checks the geometry against the first layer's dense form.
+    fn validate(&self, input_len: usize, first: &Layer) -> Result<(), ProtocolError> {
+        let g = &self.gather;
+        let (oh, ow) = g.output_dims()?;
+        let window = g.kernel_h as usize * g.kernel_w as usize;
+        if g.height as usize * g.width as usize != input_len
+            || self.kernel.len() != self.out_channels * window
+            || first.weights.rows != self.out_channels * oh * ow
+        {
+            return Err(ProtocolError::Model(
+                "the first convolution does not match the first layer".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Model {
@@ -50,6 +85,9 @@ impl Model {
             }
             width = w.rows;
         }
+        if let Some(conv) = &self.first_conv {
+            conv.validate(self.input_len, &self.layers[0])?;
+        }
         Ok(())
     }
 
@@ -72,6 +110,41 @@ impl Model {
             v = y;
         }
         v
+    }
+
+    /// The same function with every hidden layer's pre-activations at most `cap` in magnitude
+    /// over `inputs` (the encrypted protocol's budgets grow with the largest one): layer i is
+    /// divided by c_i = max(1, max|y_i| / cap) and the next layer multiplied by it. ReLU is
+    /// positively homogeneous, so the outputs do not change.
+    pub fn with_capped_activations(&self, inputs: &[Vec<f64>], cap: f64) -> Model {
+        let hidden = self.layers.len() - 1;
+        let mut peak = vec![0.0f64; hidden];
+        for x in inputs {
+            for (p, layer) in peak.iter_mut().zip(self.pre_activations(x)) {
+                *p = layer.iter().fold(*p, |m, v| m.max(v.abs()));
+            }
+        }
+        let factors: Vec<f64> = peak.iter().map(|&p| (p / cap).max(1.0)).collect();
+        let mut model = self.clone();
+        let mut prev = 1.0;
+        for (i, layer) in model.layers.iter_mut().enumerate() {
+            let own = factors.get(i).copied().unwrap_or(1.0);
+            for w in layer.weights.data.iter_mut() {
+                *w *= prev / own;
+            }
+            for b in layer.bias.iter_mut() {
+                *b /= own;
+            }
+            if i == 0 {
+                if let Some(conv) = model.first_conv.as_mut() {
+                    for w in conv.kernel.iter_mut() {
+                        *w /= own;
+                    }
+                }
+            }
+            prev = own;
+        }
+        model
     }
 
     /// Pre-activations of every layer for input `x` (for calibrating value bounds).

@@ -102,6 +102,15 @@ pub fn plan_with(
         ))
     })?;
 
+    let input_level = model.input_level(&params, &cfg);
+    if input_level > params.top_level() {
+        return Err(ProtocolError::Budget(format!(
+            "levels: the first layer needs its input at level {input_level}, {} tops out at {}",
+            params.name(),
+            params.top_level()
+        )));
+    }
+
     // Refresh: A = N·B·2^(s−1), B = Δ·Y + E.
     let b = (2f64.powf(delta + y) + 2f64.powf(e)).log2();
     let mask_bits = (n + b + s - 1.0).ceil();

@@ -9,11 +9,14 @@ use client_core::rand_core::{Rng, SeedableRng};
 use client_core::ring::Basis;
 use client_core::sampling::{Csprng, Seed};
 
-use super::compiled::{input_level, CompiledModel};
+use super::clos;
+use super::compiled::{CompiledModel, LayerPlan};
 use super::config::ProtocolConfig;
 use super::mask::IntegerMask;
 use super::ProtocolError;
-use crate::eval::{rescale_divisor, Ct, EvalKeys, Evaluator, FloodReport, LinearTransform, Matrix};
+use crate::eval::{
+    rescale_divisor, BlockTransform, Ct, EvalKeys, Evaluator, FloodReport, LinearTransform, Matrix,
+};
 
 /// What the server used to hide one outgoing round or output (for audits and tests).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -44,9 +47,10 @@ enum State {
     AwaitRound {
         round: u32,
         layer: usize,
-        mask: IntegerMask,
+        /// One per ciphertext of the layer.
+        masks: Vec<IntegerMask>,
         scale: f64,
-        noise_var: f64,
+        noise_vars: Vec<f64>,
         sign_scale: f64,
     },
     Done,
@@ -67,11 +71,20 @@ pub struct Inference<'a> {
     state: State,
     rounds_sent: u32,
     /// Layers compiled and encoded ahead by [`Inference::prepare`].
-    prepared: Vec<Option<(LinearTransform, Vec<f64>)>>,
+    prepared: Vec<Option<PermutedLayer>>,
     /// How every outgoing message was hidden.
     pub audits: Vec<HidingAudit>,
     /// Per-layer server time.
     pub costs: Vec<RoundCost>,
+}
+
+/// A layer with this inference's permutation and signs folded in, and its bias over the
+/// output positions (random dummies at the padding).
+enum PermutedLayer {
+    Single(LinearTransform, Vec<f64>),
+    Folded(BlockTransform, Vec<f64>),
+    /// The unpermuted transform, then the three permutation stages (the last carries ρ).
+    Spread(BlockTransform, Box<[BlockTransform; 3]>, Vec<f64>),
 }
 
 fn random_permutation(rng: &mut Csprng, n: usize) -> Vec<usize> {
@@ -91,6 +104,11 @@ fn random_sign(rng: &mut Csprng) -> f64 {
     }
 }
 
+/// A dummy value for a padding position, uniform in ±bound/2.
+fn dummy(rng: &mut Csprng, bound: f64) -> f64 {
+    (2.0 * uniform(rng) - 1.0) * bound * 0.5
+}
+
 fn uniform(rng: &mut Csprng) -> f64 {
     (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
@@ -106,12 +124,20 @@ impl<'a> Inference<'a> {
         seed: Seed,
     ) -> Self {
         let mut rng = Csprng::from_seed(seed);
+        // Positions of every hidden layer: a period, or whole ciphertexts.
         let hidden: Vec<usize> = model
             .shapes
             .iter()
             .zip(&model.model.layers)
-            .filter(|(_, l)| l.relu)
-            .map(|(s, _)| s.out_period)
+            .zip(model.ciphertexts_per_layer())
+            .filter(|((_, l), _)| l.relu)
+            .map(|((s, _), cts)| {
+                if cts > 1 {
+                    cts * s.out_period
+                } else {
+                    s.out_period
+                }
+            })
             .collect();
         let perms = hidden
             .iter()
@@ -146,14 +172,26 @@ impl<'a> Inference<'a> {
         let primes = self.cfg.rescale_primes;
         let mut prepared = Vec::with_capacity(self.model.model.layers.len());
         for i in 0..self.model.model.layers.len() {
-            let (lt, bias) = self.permuted_layer(i)?;
-            if i == 0 {
-                lt.prepare(self.eval, input_level(params, self.cfg), primes)?;
+            let layer = self.permuted_layer(i)?;
+            let level = if i == 0 {
+                self.model.input_level(params, self.cfg)
             } else {
-                let level = params.top_level() - self.cfg.sign_primes;
-                lt.prepare_from_periodic(self.eval, level, primes)?;
+                params.top_level() - self.cfg.sign_primes
+            };
+            match &layer {
+                PermutedLayer::Single(lt, _) if i == 0 => lt.prepare(self.eval, level, primes)?,
+                PermutedLayer::Single(lt, _) => {
+                    lt.prepare_from_periodic(self.eval, level, primes)?
+                }
+                PermutedLayer::Folded(bt, _) => bt.prepare(self.eval, level, primes)?,
+                PermutedLayer::Spread(bt, stages, _) => {
+                    bt.prepare(self.eval, level, primes)?;
+                    for (k, stage) in stages.iter().enumerate() {
+                        stage.prepare(self.eval, level - primes - k, 1)?;
+                    }
+                }
             }
-            prepared.push(Some((lt, bias)));
+            prepared.push(Some(layer));
         }
         self.prepared = prepared;
         Ok(())
@@ -169,24 +207,48 @@ impl<'a> Inference<'a> {
         self.perms.get(layer).map(Vec::as_slice)
     }
 
-    /// Layer `i` with this inference's permutation and signs folded in: (transform, bias over
-    /// the output rows, including random dummies at the padding positions). A hidden layer's
-    /// row t is multiplied by ρ_i[t].
-    fn permuted_layer(&mut self, i: usize) -> Result<(LinearTransform, Vec<f64>), ProtocolError> {
+    /// Layer `i` with this inference's permutation and signs folded in. A hidden layer's
+    /// output position t is multiplied by ρ_i[t].
+    fn permuted_layer(&mut self, i: usize) -> Result<PermutedLayer, ProtocolError> {
         let layer = &self.model.model.layers[i];
         let shape = self.model.shapes[i];
         let (m, n) = (layer.weights.rows, layer.weights.cols);
-        let cols = shape.in_period;
-        let row_pos: Vec<usize> = if layer.relu {
-            self.perms[i][..m].to_vec()
-        } else {
-            (0..m).collect()
-        };
+        let slots = self.eval.ctx().params().slots();
         // ½ of ReLU = ½(z + z·sign z) is folded into the next layer.
         let (col_pos, col_scale): (Vec<usize>, f64) = if i == 0 {
             ((0..n).collect(), 1.0)
         } else {
             (self.perms[i - 1][..n].to_vec(), 0.5)
+        };
+        let plan = self.model.plans[i];
+        if let LayerPlan::Spread { outputs, .. } = plan {
+            let transform = self.model.spread_transform(i, &col_pos, col_scale, slots)?;
+            let pi = &self.perms[i];
+            let rho = &self.signs[i];
+            let width = clos::grid_width(slots);
+            let [s1, s2, s3] = clos::decompose(pi, width)?;
+            let stages = [
+                clos::stage_transform(0, &s1, |_| 1.0, slots, width)?,
+                clos::stage_transform(1, &s2, |_| 1.0, slots, width)?,
+                clos::stage_transform(2, &s3, |d| rho[d], slots, width)?,
+            ];
+            let mut bias = vec![0.0; outputs * slots];
+            for b in bias.iter_mut() {
+                *b = dummy(&mut self.rng, self.cfg.value_bound);
+            }
+            for (g, &b) in layer.bias.iter().enumerate() {
+                bias[pi[g]] = b * rho[pi[g]];
+            }
+            return Ok(PermutedLayer::Spread(transform, Box::new(stages), bias));
+        }
+        let cols = match plan {
+            LayerPlan::Folded { inputs } => inputs * slots,
+            _ => shape.in_period,
+        };
+        let row_pos: Vec<usize> = if layer.relu {
+            self.perms[i][..m].to_vec()
+        } else {
+            (0..m).collect()
         };
         let mut data = vec![0.0; shape.rows * cols];
         let row_sign = |r: usize| {
@@ -206,7 +268,7 @@ impl<'a> Inference<'a> {
         if layer.relu {
             // Dummies: the padding positions get values the client cannot tell from neurons.
             for b in bias.iter_mut() {
-                *b = (2.0 * uniform(&mut self.rng) - 1.0) * self.cfg.value_bound * 0.5;
+                *b = dummy(&mut self.rng, self.cfg.value_bound);
             }
         }
         for (j, &r) in row_pos.iter().enumerate() {
@@ -217,28 +279,61 @@ impl<'a> Inference<'a> {
             cols,
             data,
         };
-        let slots = self.eval.ctx().params().slots();
-        Ok((self.model.transform(i, &matrix, slots)?, bias))
+        Ok(match plan {
+            LayerPlan::Folded { inputs } => {
+                PermutedLayer::Folded(BlockTransform::folded(&matrix, slots, inputs)?, bias)
+            }
+            _ => PermutedLayer::Single(self.model.transform(i, &matrix, slots)?, bias),
+        })
     }
 
     /// W'·x + b' for layer `i`.
-    fn apply_layer(&mut self, i: usize, x: &Ct) -> Result<Ct, ProtocolError> {
-        let (lt, bias) = match self.prepared.get_mut(i).and_then(Option::take) {
+    fn apply_layer(&mut self, i: usize, xs: &[Ct]) -> Result<Vec<Ct>, ProtocolError> {
+        let layer = match self.prepared.get_mut(i).and_then(Option::take) {
             Some(prepared) => prepared,
             None => self.permuted_layer(i)?,
         };
         let primes = self.cfg.rescale_primes;
-        let y = if i == 0 {
-            lt.apply_rescaling(self.eval, x, &self.keys, primes)?
-        } else {
-            lt.apply_from_periodic(self.eval, x, &self.keys, primes)?
+        let eval = self.eval;
+        fn single(xs: &[Ct]) -> Result<&Ct, ProtocolError> {
+            match xs {
+                [x] => Ok(x),
+                _ => Err(ProtocolError::Violation("expected one ciphertext")),
+            }
+        }
+        let (ys, bias, period) = match &layer {
+            PermutedLayer::Single(lt, bias) => {
+                let x = single(xs)?;
+                let y = if i == 0 {
+                    lt.apply_rescaling(eval, x, &self.keys, primes)?
+                } else {
+                    lt.apply_from_periodic(eval, x, &self.keys, primes)?
+                };
+                (vec![y], bias, lt.output_period())
+            }
+            PermutedLayer::Folded(bt, bias) => (
+                bt.apply(eval, xs, &self.keys, primes)?,
+                bias,
+                bt.output_period(),
+            ),
+            PermutedLayer::Spread(bt, stages, bias) => {
+                let mut ys = bt.apply(eval, xs, &self.keys, primes)?;
+                for stage in stages.iter() {
+                    ys = stage.apply(eval, &ys, &self.keys, 1)?;
+                }
+                (ys, bias, bt.output_period())
+            }
         };
-        let period = lt.output_period();
-        let one_period: Vec<f64> = (0..period)
-            .map(|t| bias.get(t).copied().unwrap_or(0.0))
-            .collect();
-        let b = self.eval.encode_periodic(&one_period, y.scale, y.level())?;
-        Ok(self.eval.add_plain(&y, &b)?)
+        ys.into_iter()
+            .enumerate()
+            .map(|(c, y)| {
+                let one_period: Vec<f64> = (0..period)
+                    .map(|t| bias.get(c * period + t).copied().unwrap_or(0.0))
+                    .collect();
+                let b = eval.encode_periodic(&one_period, y.scale, y.level())?;
+                Ok(eval.add_plain(&y, &b)?)
+            })
+            .collect()
     }
 
     /// Receives the encrypted input and answers with the first round (or the output).
@@ -248,51 +343,64 @@ impl<'a> Inference<'a> {
                 "input after the inference started",
             ));
         }
-        if input.len() != 1 {
-            return Err(ProtocolError::Violation("expected one input ciphertext"));
-        }
         let ctx = self.eval.ctx();
-        let ct = input[0].expand(ctx)?;
-        ct.validate_level(ctx, input_level(ctx.params(), self.cfg))?;
-        if ct.scale != self.cfg.scale {
-            return Err(ProtocolError::Violation("input at the wrong scale"));
+        let spec = self.input_spec();
+        if Ok(input.len()) != spec.ciphertexts(ctx.params().slots()) {
+            return Err(ProtocolError::Violation(
+                "wrong number of input ciphertexts",
+            ));
         }
-        let x = Ct::from_fresh(ctx, ct)?;
+        let level = spec.level as usize;
+        let mut xs = Vec::with_capacity(input.len());
+        for seeded in input {
+            let ct = seeded.expand(ctx)?;
+            ct.validate_level(ctx, level)?;
+            if ct.scale != self.cfg.scale {
+                return Err(ProtocolError::Violation("input at the wrong scale"));
+            }
+            xs.push(Ct::from_fresh(ctx, ct)?);
+        }
         let start = Instant::now();
-        let y = self.apply_layer(0, &x)?;
+        let ys = self.apply_layer(0, &xs)?;
         let eval = start.elapsed();
-        self.emit(0, y, eval)
+        self.emit(0, ys, eval)
     }
 
     /// Sends layer `layer`'s output: a round if ReLU follows, else the result.
     fn emit(
         &mut self,
         layer: usize,
-        y: Ct,
+        ys: Vec<Ct>,
         eval_time: Duration,
     ) -> Result<ServerMessage, ProtocolError> {
         let start = Instant::now();
         let ctx = self.eval.ctx();
-        let params = ctx.params();
-        let h = params.handoff_level();
-        let y_h = self.eval.drop_to_level(&y, h)?;
+        let h = ctx.params().handoff_level();
+        let ys_h = ys
+            .iter()
+            .map(|y| self.eval.drop_to_level(y, h))
+            .collect::<Result<Vec<_>, _>>()?;
         let msg = if !self.model.model.layers[layer].relu {
-            let (out, flood) = self
-                .eval
-                .prepare_outgoing(&y_h, h, &self.keys, &mut self.rng)?;
-            self.audits.push(HidingAudit {
-                layer,
-                refresh_coeff_bound_bits: 0.0,
-                mask_bits: 0.0,
-                flood,
-            });
+            let mut output = Vec::with_capacity(ys_h.len());
+            for y_h in &ys_h {
+                let (out, flood) = self
+                    .eval
+                    .prepare_outgoing(y_h, h, &self.keys, &mut self.rng)?;
+                self.audits.push(HidingAudit {
+                    layer,
+                    refresh_coeff_bound_bits: 0.0,
+                    mask_bits: 0.0,
+                    flood,
+                });
+                output.push(out.into_ciphertext());
+            }
             self.state = State::Done;
             ServerMessage::Output(OutputMessage {
                 len: self.model.model.output_len() as u32,
-                output: vec![out.into_ciphertext()],
+                output,
             })
         } else {
-            self.round_message(layer, y_h)?
+            self.round_message(layer, ys_h)?
         };
         self.costs.push(RoundCost {
             layer,
@@ -302,47 +410,59 @@ impl<'a> Inference<'a> {
         Ok(msg)
     }
 
-    fn round_message(&mut self, layer: usize, y_h: Ct) -> Result<ServerMessage, ProtocolError> {
+    fn round_message(
+        &mut self,
+        layer: usize,
+        ys_h: Vec<Ct>,
+    ) -> Result<ServerMessage, ProtocolError> {
         let ctx = self.eval.ctx();
         let params = ctx.params();
         let n = ctx.n();
         let h = params.handoff_level();
         let round = self.rounds_sent;
         let period = self.model.shapes[layer].out_period;
-
-        // HeRefresh: A ≥ N·B·2^(s−1) for the coefficient bound B of Δ·y + e.
-        let coeff_bound = y_h.scale * self.cfg.value_bound + y_h.noise_bound();
-        let log_a = ((n as f64 * coeff_bound).log2() + self.cfg.stat_bits as f64 - 1.0).ceil();
-        let room = params.log_q(h) - 2.0;
-        if log_a + 1.0 > room {
-            return Err(ProtocolError::Budget(format!(
-                "refresh mask needs 2^{log_a:.0} but the hand-off modulus leaves 2^{room:.1}"
-            )));
-        }
-        let mask = IntegerMask::sample(n, log_a as u32, &mut self.rng)?;
-        let mut refresh = self.eval.rerandomize(&y_h, &self.keys, &mut self.rng)?;
-        let r_poly = mask.residues(ctx, Basis::level(h))?.into_ntt(ctx)?;
-        refresh.c0.add_assign(ctx, &r_poly)?;
-
-        // HeReLU: y'∘|r| (y' = ρ∘y already carries the random sign) with |r| zero outside the
-        // first period, flooded.
         let slots = params.slots();
         let spread = 2f64.powi(self.cfg.r_spread_bits as i32);
-        let mut r = vec![0.0; slots];
-        for r_t in r.iter_mut().take(period) {
-            *r_t = 1.0 + uniform(&mut self.rng) * (spread - 1.0);
+        let room = params.log_q(h) - 2.0;
+        let (mut masks, mut noise_vars) = (Vec::new(), Vec::new());
+        let (mut relus, mut refreshes) = (Vec::new(), Vec::new());
+        let scale = ys_h.first().map_or(self.cfg.scale, |y| y.scale);
+        for y_h in &ys_h {
+            // HeRefresh: A ≥ N·B·2^(s−1) for the coefficient bound B of Δ·y + e.
+            let coeff_bound = y_h.scale * self.cfg.value_bound + y_h.noise_bound();
+            let log_a = ((n as f64 * coeff_bound).log2() + self.cfg.stat_bits as f64 - 1.0).ceil();
+            if log_a + 1.0 > room {
+                return Err(ProtocolError::Budget(format!(
+                    "refresh mask needs 2^{log_a:.0} but the hand-off modulus leaves 2^{room:.1}"
+                )));
+            }
+            let mask = IntegerMask::sample(n, log_a as u32, &mut self.rng)?;
+            let mut refresh = self.eval.rerandomize(y_h, &self.keys, &mut self.rng)?;
+            let r_poly = mask.residues(ctx, Basis::level(h))?.into_ntt(ctx)?;
+            refresh.c0.add_assign(ctx, &r_poly)?;
+
+            // HeReLU: y'∘|r| (y' = ρ∘y already carries the random sign) with |r| zero outside
+            // the first period, flooded.
+            let mut r = vec![0.0; slots];
+            for r_t in r.iter_mut().take(period) {
+                *r_t = 1.0 + uniform(&mut self.rng) * (spread - 1.0);
+            }
+            let r_pt = self.eval.encode(&r, self.cfg.r_scale, h)?;
+            let masked = self.eval.mul_plain(y_h, &r_pt)?;
+            let (relu, flood) =
+                self.eval
+                    .prepare_outgoing(&masked, h, &self.keys, &mut self.rng)?;
+            self.audits.push(HidingAudit {
+                layer,
+                refresh_coeff_bound_bits: coeff_bound.log2(),
+                mask_bits: log_a,
+                flood,
+            });
+            masks.push(mask);
+            noise_vars.push(y_h.noise_var);
+            relus.push(relu.into_ciphertext());
+            refreshes.push(refresh.into_ciphertext());
         }
-        let r_pt = self.eval.encode(&r, self.cfg.r_scale, h)?;
-        let masked = self.eval.mul_plain(&y_h, &r_pt)?;
-        let (relu, flood) = self
-            .eval
-            .prepare_outgoing(&masked, h, &self.keys, &mut self.rng)?;
-        self.audits.push(HidingAudit {
-            layer,
-            refresh_coeff_bound_bits: coeff_bound.log2(),
-            mask_bits: log_a,
-            flood,
-        });
 
         let top = params.top_level();
         let sign_scale = rescale_divisor(self.eval, top, self.cfg.sign_primes);
@@ -350,17 +470,17 @@ impl<'a> Inference<'a> {
         self.state = State::AwaitRound {
             round,
             layer,
-            mask,
-            scale: y_h.scale,
-            noise_var: y_h.noise_var,
+            masks,
+            scale,
+            noise_vars,
             sign_scale,
         };
         Ok(ServerMessage::Round(RoundRequest {
             round,
             period: period as u32,
             sign_scale,
-            relu: vec![relu.into_ciphertext()],
-            refresh: vec![refresh.into_ciphertext()],
+            relu: relus,
+            refresh: refreshes,
         }))
     }
 
@@ -370,9 +490,9 @@ impl<'a> Inference<'a> {
         let State::AwaitRound {
             round,
             layer,
-            mask,
+            masks,
             scale,
-            noise_var,
+            noise_vars,
             sign_scale,
         } = std::mem::replace(&mut self.state, State::Done)
         else {
@@ -381,57 +501,64 @@ impl<'a> Inference<'a> {
         if reply.round != round {
             return Err(ProtocolError::Violation("reply to another round"));
         }
-        if reply.signs.len() != 1 || reply.refreshed.len() != 1 {
+        if reply.signs.len() != masks.len() || reply.refreshed.len() != masks.len() {
             return Err(ProtocolError::Violation(
-                "expected one ciphertext of each kind",
+                "expected one ciphertext of each kind per ciphertext sent",
             ));
         }
         let start = Instant::now();
         let ctx = self.eval.ctx();
         let top = ctx.params().top_level();
         let eval = self.eval;
+        let period = self.model.shapes[layer].out_period;
+        let mut products = Vec::with_capacity(masks.len());
+        for (c, mask) in masks.iter().enumerate() {
+            // Remove the mask exactly: z = Δ·y + e at the top level.
+            let z_ct = reply.refreshed[c].expand(ctx)?;
+            z_ct.validate_level(ctx, top)?;
+            if z_ct.scale != scale {
+                return Err(ProtocolError::Violation(
+                    "refreshed ciphertext at the wrong scale",
+                ));
+            }
+            let mut z = Ct::from_fresh(ctx, z_ct)?;
+            z.noise_var += noise_vars[c];
+            let r_top = mask.residues(ctx, Basis::level(top))?.into_ntt(ctx)?;
+            z.c0.sub_assign(ctx, &r_top)?;
 
-        // Remove the mask exactly: z = Δ·y + e at the top level.
-        let z_ct = reply.refreshed[0].expand(ctx)?;
-        z_ct.validate_level(ctx, top)?;
-        if z_ct.scale != scale {
-            return Err(ProtocolError::Violation(
-                "refreshed ciphertext at the wrong scale",
-            ));
-        }
-        let mut z = Ct::from_fresh(ctx, z_ct)?;
-        z.noise_var += noise_var;
-        let r_top = mask.residues(ctx, Basis::level(top))?.into_ntt(ctx)?;
-        z.c0.sub_assign(ctx, &r_top)?;
+            let s_ct = reply.signs[c].expand(ctx)?;
+            s_ct.validate_level(ctx, top)?;
+            if s_ct.scale != sign_scale {
+                return Err(ProtocolError::Violation("signs at the wrong scale"));
+            }
+            let sigma = Ct::from_fresh(ctx, s_ct)?;
 
-        let s_ct = reply.signs[0].expand(ctx)?;
-        s_ct.validate_level(ctx, top)?;
-        if s_ct.scale != sign_scale {
-            return Err(ProtocolError::Violation("signs at the wrong scale"));
+            // z' = ρ∘y and σ' = sign(z'), so ReLU(y) = ½·z'∘(σ' + ρ): one ct×ct product, and
+            // the ½ is folded into the next layer. σ' + ρ ∈ {0, ±2}; adding ρ costs no level.
+            let rho_c = self.signs[layer]
+                .get(c * period..(c + 1) * period)
+                .ok_or(ProtocolError::Violation("more ciphertexts than positions"))?;
+            let rho = eval.encode_periodic(rho_c, sign_scale, top)?;
+            let factor = eval.add_plain(&sigma, &rho)?;
+            let mut prod = eval.mul(&z, &factor, self.cfg.value_bound, 2.0, &self.keys)?;
+            for _ in 0..self.cfg.sign_primes {
+                prod = eval.rescale(&prod)?;
+            }
+            // Δ_σ is exactly the product of the primes rescaled away, so the scale returns to
+            // the activation scale up to f64 rounding; anything more is a bug.
+            if (prod.scale / scale - 1.0).abs() > 1e-9 {
+                return Err(ProtocolError::Eval(crate::eval::EvalError::ScaleMismatch(
+                    prod.scale.log2(),
+                    scale.log2(),
+                )));
+            }
+            prod.scale = scale;
+            products.push(prod);
         }
-        let sigma = Ct::from_fresh(ctx, s_ct)?;
-
-        // z' = ρ∘y and σ' = sign(z'), so ReLU(y) = ½·z'∘(σ' + ρ): one ct×ct product, and the ½ is
-        // folded into the next layer. σ' + ρ ∈ {0, ±2}; adding ρ costs no level.
-        let rho = eval.encode_periodic(&self.signs[layer], sign_scale, top)?;
-        let factor = eval.add_plain(&sigma, &rho)?;
-        let mut prod = eval.mul(&z, &factor, self.cfg.value_bound, 2.0, &self.keys)?;
-        for _ in 0..self.cfg.sign_primes {
-            prod = eval.rescale(&prod)?;
-        }
-        // Δ_σ is exactly the product of the primes rescaled away, so the scale returns to the
-        // activation scale up to f64 rounding; anything more is a bug.
-        if (prod.scale / scale - 1.0).abs() > 1e-9 {
-            return Err(ProtocolError::Eval(crate::eval::EvalError::ScaleMismatch(
-                prod.scale.log2(),
-                scale.log2(),
-            )));
-        }
-        prod.scale = scale;
         let next = layer + 1;
-        let y = self.apply_layer(next, &prod)?;
+        let ys = self.apply_layer(next, &products)?;
         let eval_time = start.elapsed();
-        self.emit(next, y, eval_time)
+        self.emit(next, ys, eval_time)
     }
 
     /// Rounds sent so far.

@@ -48,6 +48,7 @@ pub fn world() -> World {
             random_layer(&mut rng, 20, 40, true),
             random_layer(&mut rng, 10, 20, false),
         ],
+        first_conv: None,
     };
     let model = CompiledModel::new(model, params.slots()).unwrap();
     let eval = Evaluator::new(ctx.clone()).unwrap();

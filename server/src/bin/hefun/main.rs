@@ -37,7 +37,8 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 pub struct Common {
-    /// `small`, `large`, or the path of an ONNX file.
+    /// `small`, `large` (MNIST), `faces-small`, `faces-large` (AT&T faces), or the path of an
+    /// ONNX file.
     #[arg(long, default_value = "small")]
     pub model: String,
     /// Number of MNIST test images.

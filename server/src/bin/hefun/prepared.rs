@@ -12,6 +12,15 @@ use server::net::tcp::{Background, Limits};
 use server::net::{KeyStore, Service};
 use server::protocol::{plan, CompiledModel, Plan};
 
+/// Input length of the MNIST networks (28×28).
+const MNIST_INPUT: usize = 28 * 28;
+/// Input length of the faces networks (112×92).
+const FACES_INPUT: usize = 112 * 92;
+
+/// Largest hidden pre-activation kept as trained; larger layers are scaled down (the MNIST
+/// networks stay below it; the faces networks' first dense layer reaches about 120).
+const ACTIVATION_CAP: f64 = 20.0;
+
 /// `--data`, else `./data` if it has `mnist/`, else the repository's.
 pub fn data_dir(arg: &Option<PathBuf>) -> PathBuf {
     if let Some(d) = arg {
@@ -28,6 +37,8 @@ pub fn model_path(model: &str, data: &Path) -> PathBuf {
     match model {
         "small" => data.join("mnist_small.onnx"),
         "large" => data.join("mnist_large.onnx"),
+        "faces-small" => data.join("faces_small.onnx"),
+        "faces-large" => data.join("faces_large.onnx"),
         path => PathBuf::from(path),
     }
 }
@@ -47,21 +58,28 @@ pub fn prepare(model: &str, data: &Option<PathBuf>, calibration: usize) -> Resul
     let data = data_dir(data);
     let path = model_path(model, &data);
     let imported = import(&path).with_context(|| format!("importing {}", path.display()))?;
-    let test = MnistTest::load(&data.join("mnist"))
-        .with_context(|| format!("loading MNIST from {}", data.join("mnist").display()))?;
-    let model = imported.model.clone();
-    if model.input_len != 784 {
-        bail!(
-            "the demo needs a 28×28 input model; this one takes {} values",
-            model.input_len
-        );
-    }
-    // Calibration: the largest |pre-activation| on the first images, with a 50 % margin.
+    let model = &imported.model;
+    // The test set follows the model's input: 28×28 MNIST digits or 112×92 AT&T faces.
+    let test = match model.input_len {
+        MNIST_INPUT => MnistTest::load(&data.join("mnist"))
+            .with_context(|| format!("loading MNIST from {}", data.join("mnist").display()))?,
+        FACES_INPUT => MnistTest::load_faces(&data.join("faces"))
+            .with_context(|| format!("loading the faces from {}", data.join("faces").display()))?,
+        n => bail!(
+            "the demo needs a 28×28 (MNIST) or 112×92 (faces) input model; this one takes {n} values"
+        ),
+    };
+    // Calibration: the largest |pre-activation| on the first images, with a 50 % margin, after
+    // capping hidden layers whose range would not fit the refresh mask's budget.
     let calibration = calibration.min(test.images.len()).max(1);
+    let inputs: Vec<Vec<f64>> = test.images[..calibration]
+        .iter()
+        .map(|img| img.iter().map(|&p| p as f64).collect())
+        .collect();
+    let model = model.with_capped_activations(&inputs, ACTIVATION_CAP);
     let mut bound = 1.0f64;
-    for img in &test.images[..calibration] {
-        let x: Vec<f64> = img.iter().map(|&p| p as f64).collect();
-        for layer in model.pre_activations(&x) {
+    for x in &inputs {
+        for layer in model.pre_activations(x) {
             bound = layer.iter().fold(bound, |b, v| b.max(v.abs()));
         }
     }
