@@ -30,7 +30,7 @@ mod session;
 pub use compiled::CompiledModel;
 pub use config::ProtocolConfig;
 pub use mask::IntegerMask;
-pub use model::{FirstConv, Layer, Model};
+pub use model::{FirstConv, Layer, Model, ACTIVATION_CAP};
 pub use planner::{plan, plan_with, Margins, Plan};
 pub use session::{HidingAudit, Inference, RoundCost};
 

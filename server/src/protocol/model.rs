@@ -7,6 +7,12 @@ use client_core::protocol::Im2col;
 
 use super::ProtocolError;
 
+/// Largest hidden pre-activation [`Model::calibrated`] keeps as trained: with the 50 % margin
+/// the bound stays below 2^5, which the refresh mask's budget at N = 2^14 allows. The MNIST
+/// networks stay below it; the faces networks' first dense layer reaches about 120 and is
+/// scaled down.
+pub const ACTIVATION_CAP: f64 = 20.0;
+
 /// One affine layer, optionally followed by ReLU.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Layer {
@@ -145,6 +151,19 @@ impl Model {
             prev = own;
         }
         model
+    }
+
+    /// Calibration on `inputs`: [`Model::with_capped_activations`] at `cap`, and the bound on
+    /// |pre-activation| of the result: the largest one seen, with a 50 % margin.
+    pub fn calibrated(&self, inputs: &[Vec<f64>], cap: f64) -> (Model, f64) {
+        let model = self.with_capped_activations(inputs, cap);
+        let mut bound = 1.0f64;
+        for x in inputs {
+            for layer in model.pre_activations(x) {
+                bound = layer.iter().fold(bound, |b, v| b.max(v.abs()));
+            }
+        }
+        (model, (bound * 1.5).ceil())
     }
 
     /// Pre-activations of every layer for input `x` (for calibrating value bounds).

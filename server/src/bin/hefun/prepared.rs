@@ -10,16 +10,12 @@ use server::model::mnist::MnistTest;
 use server::net::metrics::Metrics;
 use server::net::tcp::{Background, Limits};
 use server::net::{KeyStore, Service};
-use server::protocol::{plan, CompiledModel, Plan};
+use server::protocol::{plan, CompiledModel, Plan, ACTIVATION_CAP};
 
 /// Input length of the MNIST networks (28×28).
 const MNIST_INPUT: usize = 28 * 28;
 /// Input length of the faces networks (112×92).
 const FACES_INPUT: usize = 112 * 92;
-
-/// Largest hidden pre-activation kept as trained; larger layers are scaled down (the MNIST
-/// networks stay below it; the faces networks' first dense layer reaches about 120).
-const ACTIVATION_CAP: f64 = 20.0;
 
 /// `--data`, else `./data` if it has `mnist/`, else the repository's.
 pub fn data_dir(arg: &Option<PathBuf>) -> PathBuf {
@@ -76,14 +72,7 @@ pub fn prepare(model: &str, data: &Option<PathBuf>, calibration: usize) -> Resul
         .iter()
         .map(|img| img.iter().map(|&p| p as f64).collect())
         .collect();
-    let model = model.with_capped_activations(&inputs, ACTIVATION_CAP);
-    let mut bound = 1.0f64;
-    for x in &inputs {
-        for layer in model.pre_activations(x) {
-            bound = layer.iter().fold(bound, |b, v| b.max(v.abs()));
-        }
-    }
-    let value_bound = (bound * 1.5).ceil();
+    let (model, value_bound) = model.calibrated(&inputs, ACTIVATION_CAP);
     let compiled = CompiledModel::new(model.clone(), 1 << (HEFUN_N16384.log_n - 1))?;
     let plan = plan(&compiled, value_bound, HEFUN_N16384.stat_sec_bits, 10.0)?;
     let margins = &plan.margins;
