@@ -43,6 +43,9 @@ fn faces(name: &str) -> Faces {
     let per_layer = compiled.ciphertexts_per_layer();
     assert_eq!(per_layer[0], 2, "conv output spans two ciphertexts");
     let plan = plan(&compiled, bound, 40, 10.0).unwrap();
+    let steps = compiled.rotation_steps(8192).unwrap();
+    eprintln!("faces_{name}: {} rotation keys", steps.len());
+    assert!(steps.len() <= client_core::wire::messages::MAX_ROTATIONS);
     Faces {
         imported,
         test,
