@@ -18,6 +18,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 images=${1:-1}
+case "$images" in
+  [1-4]) ;;
+  *) echo "error: IMAGES must be 1 to 4 (the firmware stores 4 test images)" >&2; exit 2 ;;
+esac
 
 command -v qemu-system-arm >/dev/null || { echo "error: install qemu-system-arm" >&2; exit 1; }
 if ! command -v defmt-print >/dev/null; then
@@ -52,18 +56,35 @@ status=0
 start=$(date +%s)
 timeout 1800 qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic -monitor none \
   -icount shift=0 -semihosting-config "enable=on,target=native,arg=firmware,arg=seed=$seed,arg=images=$images" \
-  -serial "tcp:$addr" -kernel "$elf" > "$work/defmt.bin" || status=$?
-defmt-print -e "$elf" < "$work/defmt.bin" | tee "$work/log" || true
+  -serial "tcp:$addr" -kernel "$elf" > "$work/defmt.bin" &
+qemu=$!
+# If the server dies, QEMU would wait on its UART until the timeout: stop it at once.
+while kill -0 "$qemu" 2>/dev/null; do
+  if ! kill -0 "$server" 2>/dev/null; then
+    echo "error: the server exited while the firmware ran" >&2
+    kill "$qemu" 2>/dev/null || true
+    break
+  fi
+  sleep 2
+done
+wait "$qemu" || status=$?
+decode=0
+defmt-print -e "$elf" < "$work/defmt.bin" > "$work/log" || decode=$?
+cat "$work/log"
 echo "QEMU ran for $(( $(date +%s) - start )) s"
-if [ "$status" -ne 0 ]; then
-  echo "error: the firmware exited with status $status" >&2
-  exit "$status"
+if [ "$status" -ne 0 ] || [ "$decode" -ne 0 ]; then
+  echo "error: the firmware exited with status $status (log decoder: $decode); server log:" >&2
+  tail -n 50 "$work/serve.log" >&2
+  exit 1
 fi
 
 echo "== checking the predictions against the plaintext model"
 sed -n 's/.*image \([0-9]*\): prediction \([0-9]*\).*/\1 \2/p' "$work/log" > "$work/firmware"
 count=$(wc -l < "$work/firmware")
-[ "$count" -gt 0 ] || { echo "error: the firmware printed no prediction" >&2; exit 1; }
+if [ "$count" -ne "$images" ]; then
+  echo "error: the firmware printed $count predictions for $images images" >&2
+  exit 1
+fi
 target/debug/hefun plain --model small --images "$count" |
   sed -n 's/^image \([0-9]*\): plaintext \([0-9]*\).*/\1 \2/p' > "$work/plain"
 if ! diff "$work/firmware" "$work/plain"; then

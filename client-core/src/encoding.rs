@@ -269,7 +269,13 @@ impl Encoder {
             })
             .collect();
         self.special_fft(&mut buf);
-        Ok(buf.iter().map(|c| c.re).collect())
+        let values = buf.iter().map(|c| c.re).collect();
+        // The buffer holds the decrypted slots (and their imaginary parts): wipe it.
+        for c in buf.iter_mut() {
+            *c = Complex { re: 0.0, im: 0.0 };
+        }
+        core::hint::black_box(&buf);
+        Ok(values)
     }
 
     /// Decodes a coefficient-form polynomial over ciphertext primes (reconstructs the centred

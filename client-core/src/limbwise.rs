@@ -371,7 +371,7 @@ impl LimbwiseClient {
                 State::Round {
                     round,
                     period,
-                    sign_scale,
+                    sign_scale: round_sign_scale,
                     refresh: false,
                     signs,
                     ct: None,
@@ -383,10 +383,15 @@ impl LimbwiseClient {
                         "the limb-wise client takes one ciphertext per refresh message",
                     ));
                 }
+                if len as usize != period || sign_scale.to_bits() != round_sign_scale.to_bits() {
+                    return Err(Error::Decode(
+                        "refresh header differs from its ReLU message's",
+                    ));
+                }
                 State::Round {
                     round,
                     period,
-                    sign_scale,
+                    sign_scale: round_sign_scale,
                     refresh: true,
                     signs,
                     ct: None,
@@ -620,8 +625,9 @@ impl LimbwiseClient {
     {
         let slots = self.ring.params().slots();
         let top = self.ring.params().top_level();
-        let first: Vec<f64> = signs.iter().map(|&p| if p { 1.0 } else { -1.0 }).collect();
-        let values = periodic(&first, period, slots);
+        let first: Zeroizing<Vec<f64>> =
+            Zeroizing::new(signs.iter().map(|&p| if p { 1.0 } else { -1.0 }).collect());
+        let values = Zeroizing::new(periodic(&first, period, slots));
         drop(first);
         let msg = Message::Coefficients(self.encode(&values, sign_scale, top)?);
         drop(values);

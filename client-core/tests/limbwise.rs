@@ -313,4 +313,17 @@ fn malformed_server_frames_are_refused() {
         .rposition(|f| matches!(f, ServerFrame::CiphertextsBegin { .. }))
         .unwrap();
     assert!(first_error(&mut client, &mut rng, frames[refresh_start..].to_vec()).is_some());
+
+    // A refresh header whose period differs from its ReLU message's.
+    let (mut client, sk, mut rng) = started(&s, 7);
+    let mut frames = round_frames(&s, &sk, &mut rng, 1);
+    if let ServerFrame::CiphertextsBegin { len, .. } = &mut frames[refresh_start] {
+        *len = 64;
+    }
+    assert_eq!(
+        first_error(&mut client, &mut rng, frames),
+        Some(client_core::Error::Decode(
+            "refresh header differs from its ReLU message's"
+        ))
+    );
 }

@@ -34,6 +34,15 @@ impl Zeroize for IntPoly {
     }
 }
 
+// Decrypted integers are secret: wiped on every path, errors included.
+impl Drop for IntPoly {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for IntPoly {}
+
 impl IntPoly {
     /// Reconstructs the centred integers whose residues `poly` holds (ciphertext primes only).
     pub fn reconstruct(ctx: &Context, poly: &Poly<Coeff>) -> Result<Self> {
@@ -50,20 +59,25 @@ impl IntPoly {
 
     /// Reconstructs in place from coefficient-form residues modulo the first k ciphertext
     /// primes, limb-major (k = `residues.len()` / N). Every residue must be below its prime.
-    pub fn from_residues(ring: &Ring, residues: Vec<u64>) -> Result<Self> {
+    pub fn from_residues(ring: &Ring, mut residues: Vec<u64>) -> Result<Self> {
         let n = ring.n();
         let k = residues.len() / n;
         if k == 0 || k * n != residues.len() || k > ring.num_q() {
+            let found = residues.len();
+            residues.zeroize();
             return Err(Error::LengthMismatch {
                 expected: n * k.clamp(1, ring.num_q()),
-                found: residues.len(),
+                found,
             });
         }
         let moduli: Vec<u64> = (0..k).map(|i| ring.modulus_at(i).value()).collect();
-        for (limb, &q) in residues.chunks_exact(n).zip(&moduli) {
-            if limb.iter().any(|&x| x >= q) {
-                return Err(Error::Decode("residue not below its prime"));
-            }
+        let in_range = residues
+            .chunks_exact(n)
+            .zip(&moduli)
+            .all(|(limb, &q)| limb.iter().all(|&x| x < q));
+        if !in_range {
+            residues.zeroize();
+            return Err(Error::Decode("residue not below its prime"));
         }
 
         // t is negative iff t > (Q − 1)/2.
