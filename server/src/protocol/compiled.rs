@@ -209,14 +209,44 @@ impl CompiledModel {
         )?)
     }
 
+    /// Sources of the dummy rows of a [`LayerPlan::Spread`] layer `i` (rows m … outputs·S): each
+    /// copies a real row j, drawn by `pick` from the rows it may copy. A gathered convolution's
+    /// dummy at row g must copy a row at the same position (g mod P) so that its diagonals stay
+    /// those of a convolution.
+    pub(super) fn spread_dummy_sources(
+        &self,
+        i: usize,
+        slots: usize,
+        mut pick: impl FnMut(usize) -> usize,
+    ) -> Vec<usize> {
+        let LayerPlan::Spread {
+            outputs, gathered, ..
+        } = self.plans[i]
+        else {
+            return Vec::new();
+        };
+        let m = self.model.layers[i].weights.rows;
+        match (&self.model.first_conv, gathered) {
+            (Some(conv), true) => {
+                let positions = m / conv.out_channels.max(1);
+                (m..outputs * slots)
+                    .map(|g| pick(conv.out_channels) * positions + g % positions)
+                    .collect()
+            }
+            _ => (m..outputs * slots).map(|_| pick(m)).collect(),
+        }
+    }
+
     /// Layer `i` of a [`LayerPlan::Spread`] plan without its permutation: rows in model order,
-    /// columns at the previous layer's positions `col_pos` (empty: in order) times `col_scale`.
+    /// columns at the previous layer's positions `col_pos` (empty: in order) times `col_scale`,
+    /// then the dummy rows: row m + u is `dummies[u]` = (source row, factor) times the factor.
     /// A gathered first convolution is Σ_t w[c][t]·patch_t: row c·P + p reads entry t·P + p.
     pub(super) fn spread_transform(
         &self,
         i: usize,
         col_pos: &[usize],
         col_scale: f64,
+        dummies: &[(usize, f64)],
         slots: usize,
     ) -> Result<BlockTransform, ProtocolError> {
         let LayerPlan::Spread {
@@ -234,21 +264,32 @@ impl CompiledModel {
                 let (oh, ow) = conv.gather.output_dims()?;
                 let positions = oh * ow;
                 let window = conv.kernel.len() / conv.out_channels.max(1);
-                (0..conv.out_channels)
-                    .flat_map(|c| (0..window).map(move |t| (c, t)))
-                    .flat_map(|(c, t)| {
-                        let w = conv.kernel[c * window + t];
-                        (0..positions).map(move |p| (c * positions + p, t * positions + p, w))
+                let m = conv.out_channels * positions;
+                // (row, source row, factor) for real rows and dummies alike.
+                let rows = (0..m)
+                    .map(|r| (r, r, 1.0))
+                    .chain(dummies.iter().enumerate().map(|(u, &(j, f))| (m + u, j, f)));
+                rows.flat_map(|(g, j, f)| {
+                    let c = j / positions;
+                    (0..window).map(move |t| {
+                        let w = conv.kernel[c * window + t] * f;
+                        (g, t * positions + g % positions, w)
                     })
-                    .collect()
+                })
+                .collect()
             }
             _ => {
                 let w = &layer.weights;
-                (0..w.rows)
-                    .flat_map(|r| (0..w.cols).map(move |c| (r, c)))
-                    .map(|(r, c)| {
+                let rows = (0..w.rows).map(|r| (r, r, 1.0)).chain(
+                    dummies
+                        .iter()
+                        .enumerate()
+                        .map(|(u, &(j, f))| (w.rows + u, j, f)),
+                );
+                rows.flat_map(|(g, j, f)| (0..w.cols).map(move |c| (g, j, f, c)))
+                    .map(|(g, j, f, c)| {
                         let col = col_pos.get(c).copied().unwrap_or(c);
-                        (r, col, w.get(r, c) * col_scale)
+                        (g, col, w.get(j, c) * col_scale * f)
                     })
                     .collect()
             }
@@ -349,7 +390,13 @@ impl CompiledModel {
                 }
                 LayerPlan::Spread { outputs, .. } => {
                     // The unpermuted transform is fixed by the model; the stages by the shape.
-                    steps.extend(self.spread_transform(i, &[], 1.0, slots)?.rotation_steps());
+                    let dummies: Vec<(usize, f64)> = self
+                        .spread_dummy_sources(i, slots, |_| 0)
+                        .into_iter()
+                        .map(|j| (j, 1.0))
+                        .collect();
+                    let t = self.spread_transform(i, &[], 1.0, &dummies, slots)?;
+                    steps.extend(t.rotation_steps());
                     steps.extend(clos::rotation_steps(
                         outputs,
                         slots,

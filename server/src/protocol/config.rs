@@ -15,7 +15,7 @@ pub struct ProtocolConfig {
     pub r_scale: f64,
     /// |r| is uniform in [1, 2^r_spread_bits].
     pub r_spread_bits: u32,
-    /// Bound on |pre-activation| (dummies are drawn uniformly from ±value_bound).
+    /// Bound on |pre-activation| (of neurons and dummies alike).
     pub value_bound: f64,
     /// Statistical security of masks and flooding (bits).
     pub stat_bits: u32,

@@ -3,7 +3,8 @@
 //! Per hidden layer i, one round trip:
 //!
 //! 1. The layer's output y' = ρ∘π(y) (neurons in a fresh random order π, multiplied by fresh
-//!    random signs ρ folded into the layer's rows, padding positions holding random dummies)
+//!    random signs ρ folded into the layer's rows, padding positions holding dummies: copies of
+//!    random neurons times random factors in [1/2, 1], so their values look like neurons')
 //!    goes out twice: as a **refresh message** (at the hand-off level, re-randomised, plus an
 //!    integer-polynomial mask R with |R| ≤ A, A ≥ N·B·2^(s−1) for coefficient bound B), and as a
 //!    **ReLU message** y'∘|r| with |r| a fresh per-slot magnitude uniform in [1, 2^spread], zero

@@ -104,9 +104,10 @@ fn random_sign(rng: &mut Csprng) -> f64 {
     }
 }
 
-/// A dummy value for a padding position, uniform in ±bound/2.
-fn dummy(rng: &mut Csprng, bound: f64) -> f64 {
-    (2.0 * uniform(rng) - 1.0) * bound * 0.5
+/// The factor of a dummy neuron: its value is a real neuron's times a factor uniform in
+/// [1/2, 1], so it stays within the calibrated bound and looks like a neuron.
+fn dummy_factor(rng: &mut Csprng) -> f64 {
+    0.5 + 0.5 * uniform(rng)
 }
 
 fn uniform(rng: &mut Csprng) -> f64 {
@@ -222,7 +223,17 @@ impl<'a> Inference<'a> {
         };
         let plan = self.model.plans[i];
         if let LayerPlan::Spread { outputs, .. } = plan {
-            let transform = self.model.spread_transform(i, &col_pos, col_scale, slots)?;
+            let rng = &mut self.rng;
+            let sources = self
+                .model
+                .spread_dummy_sources(i, slots, |n| (rng.next_u64() % n as u64) as usize);
+            let dummies: Vec<(usize, f64)> = sources
+                .into_iter()
+                .map(|j| (j, dummy_factor(&mut self.rng)))
+                .collect();
+            let transform = self
+                .model
+                .spread_transform(i, &col_pos, col_scale, &dummies, slots)?;
             let pi = &self.perms[i];
             let rho = &self.signs[i];
             let width = clos::grid_width(slots);
@@ -233,11 +244,9 @@ impl<'a> Inference<'a> {
                 clos::stage_transform(2, &s3, |d| rho[d], slots, width)?,
             ];
             let mut bias = vec![0.0; outputs * slots];
-            for b in bias.iter_mut() {
-                *b = dummy(&mut self.rng, self.cfg.value_bound);
-            }
-            for (g, &b) in layer.bias.iter().enumerate() {
-                bias[pi[g]] = b * rho[pi[g]];
+            let sources = (0..m).map(|g| (g, 1.0)).chain(dummies.iter().copied());
+            for (g, (j, f)) in sources.enumerate() {
+                bias[pi[g]] = layer.bias[j] * f * rho[pi[g]];
             }
             return Ok(PermutedLayer::Spread(transform, Box::new(stages), bias));
         }
@@ -250,7 +259,24 @@ impl<'a> Inference<'a> {
         } else {
             (0..m).collect()
         };
-        let mut data = vec![0.0; shape.rows * cols];
+        // (position, source row, factor): the real rows, then at every padding position of a
+        // hidden layer a dummy copying a random real row times a random factor, so that the
+        // client cannot tell dummies from neurons by their values.
+        let mut rows: Vec<(usize, usize, f64)> = row_pos
+            .iter()
+            .enumerate()
+            .map(|(j, &r)| (r, j, 1.0))
+            .collect();
+        if layer.relu {
+            let mut taken = vec![false; shape.rows];
+            for &r in &row_pos {
+                taken[r] = true;
+            }
+            for (r, _) in taken.iter().enumerate().filter(|(_, &t)| !t) {
+                let j = (self.rng.next_u64() % m as u64) as usize;
+                rows.push((r, j, dummy_factor(&mut self.rng)));
+            }
+        }
         let row_sign = |r: usize| {
             if layer.relu {
                 self.signs[i][r]
@@ -258,21 +284,14 @@ impl<'a> Inference<'a> {
                 1.0
             }
         };
-        for (j, &r) in row_pos.iter().enumerate() {
-            let scale = col_scale * row_sign(r);
+        let mut data = vec![0.0; shape.rows * cols];
+        let mut bias = vec![0.0; shape.rows];
+        for &(r, j, f) in &rows {
+            let scale = col_scale * row_sign(r) * f;
             for (k, &c) in col_pos.iter().enumerate() {
                 data[r * cols + c] = layer.weights.get(j, k) * scale;
             }
-        }
-        let mut bias = vec![0.0; shape.rows];
-        if layer.relu {
-            // Dummies: the padding positions get values the client cannot tell from neurons.
-            for b in bias.iter_mut() {
-                *b = dummy(&mut self.rng, self.cfg.value_bound);
-            }
-        }
-        for (j, &r) in row_pos.iter().enumerate() {
-            bias[r] = layer.bias[j] * row_sign(r);
+            bias[r] = layer.bias[j] * row_sign(r) * f;
         }
         let matrix = Matrix {
             rows: shape.rows,
