@@ -82,7 +82,11 @@ impl Im2col {
     /// Length of the gathered vector.
     pub fn gathered_len(&self) -> Result<usize> {
         let (oh, ow) = self.output_dims()?;
-        Ok(self.kernel_h as usize * self.kernel_w as usize * oh * ow)
+        (self.kernel_h as usize)
+            .checked_mul(self.kernel_w as usize)
+            .and_then(|k| k.checked_mul(oh))
+            .and_then(|k| k.checked_mul(ow))
+            .ok_or(Error::InvalidParams("im2col gather too large"))
     }
 
     /// Index into the image of every entry of the gathered vector.
@@ -147,11 +151,24 @@ impl InputSpec {
             });
         }
         let cts = self.ciphertexts(slots)?;
+        // Allocated once at its final size: a growing vector would leave copies of the input
+        // in freed memory.
         let mut gathered: Vec<f64> = match &self.gather {
             None => input.to_vec(),
-            Some(g) => (0..self.laid_out_len()?)
-                .map(|e| g.source(e).map(|i| input.get(i).copied().unwrap_or(0.0)))
-                .collect::<Result<_>>()?,
+            Some(g) => {
+                let len = self.laid_out_len()?;
+                let mut v = Vec::with_capacity(len);
+                for e in 0..len {
+                    match g.source(e) {
+                        Ok(i) => v.push(input.get(i).copied().unwrap_or(0.0)),
+                        Err(err) => {
+                            v.zeroize();
+                            return Err(err);
+                        }
+                    }
+                }
+                v
+            }
         };
         let laid_out = self.place(&gathered, cts, slots);
         gathered.zeroize();

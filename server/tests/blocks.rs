@@ -74,3 +74,31 @@ fn dense_rows_over_two_ciphertexts_fold_into_one() {
     assert_precision("folded", &want, &got[skip..skip + rows], 14.0);
     assert_precision("folded (first)", &want, &got[..rows], 14.0);
 }
+
+#[test]
+fn periodic_input_and_strided_diagonals_match_the_plain_product() {
+    let mut probe = Harness::new(&COMPACT_N8192, &[], 54);
+    let slots = probe.slots();
+    // A 256-periodic input read by two output ciphertexts, only diagonals that are multiples
+    // of 16 (baby steps 16·i, giant steps 64·j).
+    let period = 256;
+    let mut entries = Vec::new();
+    for r in 0..2 * slots {
+        let k = 16 * (r % 11);
+        entries.push((r, (r + k) % period, probe.values(1, 1.0)[0]));
+    }
+    let bsgs = Bsgs { stride: 16, n1: 4 };
+    let bt = BlockTransform::from_entries(slots, 1, period, 2, entries.clone(), bsgs).unwrap();
+    assert!(bt.rotation_steps().iter().all(|s| s % 16 == 0));
+    let mut h = Harness::new(&COMPACT_N8192, &bt.rotation_steps(), 55);
+    let x = h.values(period, 1.0);
+    let repeated: Vec<f64> = (0..slots).map(|t| x[t % period]).collect();
+    let (ct, _) = h.encrypt(&repeated);
+    let ys = bt.apply(&h.eval, &[ct], &h.keys, 1).unwrap();
+    let mut want = vec![0.0; 2 * slots];
+    for &(r, c, v) in &entries {
+        want[r] += v * x[c];
+    }
+    let got: Vec<f64> = ys.iter().flat_map(|y| h.decrypt(y)).collect();
+    assert_precision("strided, periodic", &want, &got, 14.0);
+}

@@ -87,7 +87,19 @@ impl CompiledModel {
                 d = slots;
             }
             let outputs = m.div_ceil(slots);
-            let (plan, shape) = if outputs > 1 || (gathered && inputs > 1) {
+            if outputs > 1 && !layer.relu {
+                return Err(ProtocolError::Model(format!(
+                    "layer {i}: an output of {m} values does not fit one ciphertext ({slots} slots)"
+                )));
+            }
+            let columns = if gathered { 0 } else { layer.weights.cols };
+            if columns > inputs * d {
+                return Err(ProtocolError::Model(format!(
+                    "layer {i}: {columns} inputs do not fit {inputs} ciphertext(s) of period {d}"
+                )));
+            }
+            // A gathered input always goes through block transforms, whatever its size.
+            let (plan, shape) = if outputs > 1 || gathered {
                 let shape = LayerShape {
                     in_period: d,
                     lt_period: slots,
@@ -294,15 +306,13 @@ impl CompiledModel {
                     .collect()
             }
         };
-        // Few, scattered diagonals (a convolution) or all of them: all baby steps hoisted.
-        let count = in_period.min(if gathered { in_period } else { slots });
         Ok(BlockTransform::from_entries(
             slots,
             inputs,
             in_period,
             outputs,
             entries,
-            Bsgs::balanced(1, count),
+            Bsgs::balanced(1, in_period),
         )?)
     }
 
@@ -388,15 +398,26 @@ impl CompiledModel {
                     steps.extend(BlockTransform::folded(&dense, slots, inputs)?.rotation_steps());
                     continue;
                 }
-                LayerPlan::Spread { outputs, .. } => {
-                    // The unpermuted transform is fixed by the model; the stages by the shape.
-                    let dummies: Vec<(usize, f64)> = self
-                        .spread_dummy_sources(i, slots, |_| 0)
-                        .into_iter()
-                        .map(|j| (j, 1.0))
-                        .collect();
-                    let t = self.spread_transform(i, &[], 1.0, &dummies, slots)?;
-                    steps.extend(t.rotation_steps());
+                LayerPlan::Spread {
+                    outputs, gathered, ..
+                } => {
+                    if gathered {
+                        // A gathered convolution's diagonals depend on the model and the
+                        // shape only (dummies copy a kernel at their own position).
+                        let dummies: Vec<(usize, f64)> = self
+                            .spread_dummy_sources(i, slots, |_| 0)
+                            .into_iter()
+                            .map(|j| (j, 1.0))
+                            .collect();
+                        let t = self.spread_transform(i, &[], 1.0, &dummies, slots)?;
+                        steps.extend(t.rotation_steps());
+                    } else {
+                        // Columns at the previous layer's random positions: any diagonal.
+                        let bsgs = Bsgs::balanced(1, s.in_period);
+                        steps.extend((1..bsgs.n1.min(s.in_period)).map(|b| b as i64));
+                        let giants = s.in_period.div_ceil(bsgs.n1);
+                        steps.extend((1..giants).map(|g| (g * bsgs.n1) as i64));
+                    }
                     steps.extend(clos::rotation_steps(
                         outputs,
                         slots,

@@ -8,9 +8,10 @@ use client_core::protocol::Im2col;
 use super::ProtocolError;
 
 /// Largest hidden pre-activation [`Model::calibrated`] keeps as trained: with the 50 % margin
-/// the bound stays below 2^5, which the refresh mask's budget at N = 2^14 allows. The MNIST
-/// networks stay below it; the faces networks' first dense layer reaches about 120 and is
-/// scaled down.
+/// the hidden layers' bound stays below 2^5, which the refresh mask's budget at N = 2^14
+/// allows (the output layer is not scaled: the logits must come out as trained, so a model
+/// with larger logits still fails the planner). The MNIST networks stay below it; the faces
+/// networks' first dense layer reaches about 120 and is scaled down.
 pub const ACTIVATION_CAP: f64 = 20.0;
 
 /// One affine layer, optionally followed by ReLU.
