@@ -34,8 +34,9 @@ pub(super) enum LayerPlan {
         /// Input ciphertexts.
         inputs: usize,
     },
-    /// Output over `outputs` full ciphertexts: an unpermuted [`BlockTransform`] followed by the
-    /// three permutation stages of [`super::clos`] (three more levels).
+    /// Output over `outputs` full ciphertexts: an unpermuted [`BlockTransform`], followed for a
+    /// hidden layer by the three permutation stages of [`super::clos`] (three more levels; the
+    /// output layer keeps the class order).
     Spread {
         /// Input ciphertexts.
         inputs: usize,
@@ -43,6 +44,8 @@ pub(super) enum LayerPlan {
         outputs: usize,
         /// The input is the client's im2col gather for [`Model::first_conv`].
         gathered: bool,
+        /// A hidden layer: permuted, with dummies.
+        permuted: bool,
     },
 }
 
@@ -87,11 +90,6 @@ impl CompiledModel {
                 d = slots;
             }
             let outputs = m.div_ceil(slots);
-            if outputs > 1 && !layer.relu {
-                return Err(ProtocolError::Model(format!(
-                    "layer {i}: an output of {m} values does not fit one ciphertext ({slots} slots)"
-                )));
-            }
             let columns = if gathered { 0 } else { layer.weights.cols };
             if columns > inputs * d {
                 return Err(ProtocolError::Model(format!(
@@ -111,6 +109,7 @@ impl CompiledModel {
                         inputs,
                         outputs,
                         gathered,
+                        permuted: layer.relu,
                     },
                     shape,
                 )
@@ -232,7 +231,10 @@ impl CompiledModel {
         mut pick: impl FnMut(usize) -> usize,
     ) -> Vec<usize> {
         let LayerPlan::Spread {
-            outputs, gathered, ..
+            outputs,
+            gathered,
+            permuted: true,
+            ..
         } = self.plans[i]
         else {
             return Vec::new();
@@ -265,6 +267,7 @@ impl CompiledModel {
             inputs,
             outputs,
             gathered,
+            ..
         } = self.plans[i]
         else {
             return Err(ProtocolError::Model(format!("layer {i} is not spread")));
@@ -331,7 +334,9 @@ impl CompiledModel {
         match self.plans[i] {
             LayerPlan::Single => usize::from(i > 0 && self.replicas[i] >= 2) + cfg.rescale_primes,
             LayerPlan::Folded { .. } => cfg.rescale_primes,
-            LayerPlan::Spread { .. } => cfg.rescale_primes + STAGE_LEVELS,
+            LayerPlan::Spread { permuted, .. } => {
+                cfg.rescale_primes + if permuted { STAGE_LEVELS } else { 0 }
+            }
         }
     }
 
@@ -399,7 +404,10 @@ impl CompiledModel {
                     continue;
                 }
                 LayerPlan::Spread {
-                    outputs, gathered, ..
+                    outputs,
+                    gathered,
+                    permuted,
+                    ..
                 } => {
                     if gathered {
                         // A gathered convolution's diagonals depend on the model and the
@@ -418,11 +426,13 @@ impl CompiledModel {
                         let giants = s.in_period.div_ceil(bsgs.n1);
                         steps.extend((1..giants).map(|g| (g * bsgs.n1) as i64));
                     }
-                    steps.extend(clos::rotation_steps(
-                        outputs,
-                        slots,
-                        clos::grid_width(slots),
-                    )?);
+                    if permuted {
+                        steps.extend(clos::rotation_steps(
+                            outputs,
+                            slots,
+                            clos::grid_width(slots),
+                        )?);
+                    }
                     continue;
                 }
             }

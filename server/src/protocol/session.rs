@@ -83,8 +83,9 @@ pub struct Inference<'a> {
 enum PermutedLayer {
     Single(LinearTransform, Vec<f64>),
     Folded(BlockTransform, Vec<f64>),
-    /// The unpermuted transform, then the three permutation stages (the last carries ρ).
-    Spread(BlockTransform, Box<[BlockTransform; 3]>, Vec<f64>),
+    /// The unpermuted transform, then for a hidden layer the three permutation stages (the
+    /// last carries ρ).
+    Spread(BlockTransform, Option<Box<[BlockTransform; 3]>>, Vec<f64>),
 }
 
 fn random_permutation(rng: &mut Csprng, n: usize) -> Vec<usize> {
@@ -187,7 +188,7 @@ impl<'a> Inference<'a> {
                 PermutedLayer::Folded(bt, _) => bt.prepare(self.eval, level, primes)?,
                 PermutedLayer::Spread(bt, stages, _) => {
                     bt.prepare(self.eval, level, primes)?;
-                    for (k, stage) in stages.iter().enumerate() {
+                    for (k, stage) in stages.iter().flat_map(|s| s.iter()).enumerate() {
                         stage.prepare(self.eval, level - primes - k, 1)?;
                     }
                 }
@@ -223,6 +224,15 @@ impl<'a> Inference<'a> {
         };
         let plan = self.model.plans[i];
         if let LayerPlan::Spread { outputs, .. } = plan {
+            if !layer.relu {
+                // The output layer: class order, no dummies.
+                let transform = self
+                    .model
+                    .spread_transform(i, &col_pos, col_scale, &[], slots)?;
+                let mut bias = layer.bias.clone();
+                bias.resize(outputs * slots, 0.0);
+                return Ok(PermutedLayer::Spread(transform, None, bias));
+            }
             let rng = &mut self.rng;
             let sources = self
                 .model
@@ -248,7 +258,11 @@ impl<'a> Inference<'a> {
             for (g, (j, f)) in sources.enumerate() {
                 bias[pi[g]] = layer.bias[j] * f * rho[pi[g]];
             }
-            return Ok(PermutedLayer::Spread(transform, Box::new(stages), bias));
+            return Ok(PermutedLayer::Spread(
+                transform,
+                Some(Box::new(stages)),
+                bias,
+            ));
         }
         let cols = match plan {
             LayerPlan::Folded { inputs } => inputs * slots,
@@ -337,7 +351,7 @@ impl<'a> Inference<'a> {
             ),
             PermutedLayer::Spread(bt, stages, bias) => {
                 let mut ys = bt.apply(eval, xs, &self.keys, primes)?;
-                for stage in stages.iter() {
+                for stage in stages.iter().flat_map(|s| s.iter()) {
                     ys = stage.apply(eval, &ys, &self.keys, 1)?;
                 }
                 (ys, bias, bt.output_period())

@@ -23,7 +23,7 @@ pub struct World {
     pub rng: Csprng,
 }
 
-fn random_layer(rng: &mut Csprng, rows: usize, cols: usize, relu: bool) -> Layer {
+pub fn random_layer(rng: &mut Csprng, rows: usize, cols: usize, relu: bool) -> Layer {
     let scale = 2.0 / (cols as f64).sqrt();
     let mut v = || (rng.next_u64() as f64 / u64::MAX as f64 * 2.0 - 1.0) * scale;
     let data = (0..rows * cols).map(|_| v()).collect();
@@ -36,20 +36,25 @@ fn random_layer(rng: &mut Csprng, rows: usize, cols: usize, relu: bool) -> Layer
 }
 
 pub fn world() -> World {
+    world_with(|rng| Model {
+        input_len: 64,
+        layers: vec![
+            random_layer(rng, 40, 64, true),
+            random_layer(rng, 20, 40, true),
+            random_layer(rng, 10, 20, false),
+        ],
+        first_conv: None,
+    })
+}
+
+/// A world for the model `make` draws.
+pub fn world_with(make: impl FnOnce(&mut Csprng) -> Model) -> World {
     let params = Params::from_spec(&HEFUN_N16384).unwrap();
     let ctx = Arc::new(Context::new(&params).unwrap());
     let encoder = Encoder::new(params.log_n());
     let mut rng = Csprng::from_seed([77; 32]);
     let sk = SecretKey::generate(&ctx, &mut rng).unwrap();
-    let model = Model {
-        input_len: 64,
-        layers: vec![
-            random_layer(&mut rng, 40, 64, true),
-            random_layer(&mut rng, 20, 40, true),
-            random_layer(&mut rng, 10, 20, false),
-        ],
-        first_conv: None,
-    };
+    let model = make(&mut rng);
     let model = CompiledModel::new(model, params.slots()).unwrap();
     let eval = Evaluator::new(ctx.clone()).unwrap();
     let steps = model.rotation_steps(params.slots()).unwrap();
