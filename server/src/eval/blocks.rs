@@ -22,7 +22,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use client_core::ring::{Ntt, Poly};
 use rayon::prelude::*;
 
 use super::linear::rescale_divisor;
@@ -378,18 +377,7 @@ impl BlockTransform {
                     let xi = rotated[*j]
                         .get(i)
                         .ok_or(EvalError::Internal("missing baby step"))?;
-                    let acc = match inner.as_mut() {
-                        Some(acc) => acc,
-                        None => inner.insert(Ct {
-                            c0: Poly::<Ntt>::zero(eval.ctx(), xi.c0.basis())?,
-                            c1: Poly::<Ntt>::zero(eval.ctx(), xi.c1.basis())?,
-                            scale: xi.scale * pt.scale,
-                            noise_var: 0.0,
-                        }),
-                    };
-                    acc.c0.mul_acc(eval.ctx(), &xi.c0, &pt.poly)?;
-                    acc.c1.mul_acc(eval.ctx(), &xi.c1, &pt.poly)?;
-                    acc.noise_var += xi.noise_var * pt.sq_norm;
+                    eval.mul_plain_accumulate(&mut inner, xi, pt)?;
                 }
                 let inner = inner.ok_or(EvalError::Internal("empty giant-step group"))?;
                 let shifted = if *g == 0 {

@@ -128,6 +128,30 @@ impl Evaluator {
         Ok(out)
     }
 
+    /// acc += a ⊙ p in place with the SIMD multiply-accumulate (a zero ciphertext at a·p's
+    /// scale and basis if `acc` is empty): the inner sums of baby-step/giant-step products.
+    pub fn mul_plain_accumulate(
+        &self,
+        acc: &mut Option<Ct>,
+        a: &Ct,
+        p: &PlainNtt,
+    ) -> EvalResult<()> {
+        let ctx = self.ctx();
+        let acc = match acc {
+            Some(acc) => acc,
+            None => acc.insert(Ct {
+                c0: Poly::<Ntt>::zero(ctx, a.c0.basis())?,
+                c1: Poly::<Ntt>::zero(ctx, a.c1.basis())?,
+                scale: a.scale * p.scale,
+                noise_var: 0.0,
+            }),
+        };
+        acc.c0.mul_acc(ctx, &a.c0, &p.poly)?;
+        acc.c1.mul_acc(ctx, &a.c1, &p.poly)?;
+        acc.noise_var += a.noise_var * p.sq_norm;
+        Ok(())
+    }
+
     /// a ⊙ p: the scale multiplies; rescale afterwards to consume the level.
     pub fn mul_plain(&self, a: &Ct, p: &PlainNtt) -> EvalResult<Ct> {
         check_levels(a.level(), p.level())?;

@@ -141,13 +141,20 @@ pub(super) fn stage_transform(
 ) -> Result<BlockTransform, ProtocolError> {
     let cts = sigma.len() / slots;
     let entries = sigma.iter().enumerate().map(|(g, &d)| (d, g, gain(d)));
+    stage_from_entries(stage, entries, cts, slots, width)
+}
+
+/// A stage's transform over `cts` full ciphertexts from its entries (row, column, value).
+fn stage_from_entries(
+    stage: usize,
+    entries: impl IntoIterator<Item = (usize, usize, f64)>,
+    cts: usize,
+    slots: usize,
+    width: usize,
+) -> Result<BlockTransform, ProtocolError> {
+    let bsgs = stage_bsgs(stage, slots, width);
     Ok(BlockTransform::from_entries(
-        slots,
-        cts,
-        slots,
-        cts,
-        entries,
-        stage_bsgs(stage, slots, width),
+        slots, cts, slots, cts, entries, bsgs,
     )?)
 }
 
@@ -170,14 +177,7 @@ pub(super) fn rotation_steps(
         .flat_map(|(o, j)| (0..slots / width).map(move |m| (o * slots, j * slots + m * width, 1.0)))
         .collect();
     for (stage, entries) in [(0, within_row), (1, within_column)] {
-        let t = BlockTransform::from_entries(
-            slots,
-            cts,
-            slots,
-            cts,
-            entries,
-            stage_bsgs(stage, slots, width),
-        )?;
+        let t = stage_from_entries(stage, entries, cts, slots, width)?;
         steps.extend(t.rotation_steps());
     }
     Ok(steps)
