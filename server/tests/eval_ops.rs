@@ -132,6 +132,67 @@ fn rotation_by_every_step_with_a_key() {
 }
 
 #[test]
+fn rotation_sums_with_one_mod_down_match_the_plain_sum() {
+    for (name, spec) in presets() {
+        let steps = [0i64, 1, 5, 100, -7];
+        let mut h = Harness::new(spec, &steps, 4);
+        let slots = h.slots();
+        let level = h.params.top_level();
+        let x = h.values(slots, 1.0);
+        let (cx, sx) = h.encrypt(&x);
+        let period = 256;
+        let scale = h.eval.ctx().modulus_at(level).value() as f64;
+        let ps: Vec<Vec<f64>> = steps.iter().map(|_| h.values(period, 1.0)).collect();
+        let plains: Vec<_> = ps
+            .iter()
+            .map(|p| h.eval.encode_periodic_ext(p, scale, level).unwrap())
+            .collect();
+        let terms: Vec<_> = steps.iter().copied().zip(plains.iter()).collect();
+        let sum = h.eval.rotate_mul_sum(&cx, &terms, &h.keys).unwrap();
+        let shadow = h.eval.rotate_mul_sum(&sx, &terms, &h.keys).unwrap();
+        let (m, b) = h.check_noise("lazy rotation sum", &sum, &shadow);
+        let want: Vec<f64> = (0..slots)
+            .map(|j| {
+                steps
+                    .iter()
+                    .zip(&ps)
+                    .map(|(&s, p)| {
+                        p[j % period] * x[(j as i64 + s).rem_euclid(slots as i64) as usize]
+                    })
+                    .sum()
+            })
+            .collect();
+        let got = h.decrypt(&h.eval.rescale(&sum).unwrap());
+        let bits = assert_precision(&format!("{name} lazy sum"), &want, &got, 20.0);
+        // The same sum with one ModDown per rotation is no more precise.
+        let rotated = h.eval.rotate_hoisted(&cx, &steps, &h.keys).unwrap();
+        let mut eager = None;
+        for (r, p) in rotated.iter().zip(&plains) {
+            h.eval
+                .mul_plain_accumulate(&mut eager, r, &p.plain)
+                .unwrap();
+        }
+        let eager_bits = assert_precision(
+            &format!("{name} eager sum"),
+            &want,
+            &h.decrypt(&h.eval.rescale(&eager.unwrap()).unwrap()),
+            20.0,
+        );
+        assert!(
+            bits >= eager_bits - 1.0,
+            "lazy {bits:.1} vs eager {eager_bits:.1} bits"
+        );
+        eprintln!(
+            "{name}: lazy sum {bits:.1} bits (eager {eager_bits:.1}), noise 2^{m:.1} <= 2^{b:.1}"
+        );
+        // Plaintexts at another level are an error, not a wrong result.
+        let low = h.eval.drop_to_level(&cx, level - 1).unwrap();
+        assert!(h.eval.rotate_mul_sum(&low, &terms, &h.keys).is_err());
+        assert!(h.eval.rotate_mul_sum(&cx, &[], &h.keys).is_err());
+    }
+}
+
+#[test]
 fn wrong_levels_scales_and_keys_are_errors() {
     let mut h = Harness::new(&COMPACT_N8192, &[1], 4);
     let x = h.values(8, 1.0);

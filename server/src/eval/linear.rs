@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
-use super::{Ct, EvalError, EvalKeys, EvalResult, Evaluator, PlainNtt};
+use super::{Ct, EvalError, EvalKeys, EvalResult, Evaluator, PlainExt, PlainNtt};
 
 /// A matrix in row-major order.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,7 +107,7 @@ pub struct LinearTransform {
     groups: BTreeMap<usize, Vec<(usize, Vec<f64>)>>,
     cache: Mutex<HashMap<(usize, usize), EncodedDiagonals>>,
     /// Block masks of the re-layout, per level.
-    masks: Mutex<HashMap<usize, Arc<Vec<PlainNtt>>>>,
+    masks: Mutex<HashMap<usize, Arc<Vec<PlainExt>>>>,
 }
 
 /// Product of the top `primes` primes at `level` (the scale that rescaling by them removes).
@@ -383,13 +383,16 @@ impl LinearTransform {
 
     /// A relative estimate of the online cost of [`LinearTransform::apply_from_periodic`] (or of
     /// [`LinearTransform::apply_rescaling`] without `relayout`), in units of one key-switched
-    /// rotation: hoisted rotations count half, a plaintext product 1/30 (measured ratios at
-    /// N = 2^14).
+    /// rotation: a hoisted baby step counts half, a re-layout rotation (hoisted and summed before
+    /// a single ModDown) a quarter, a plaintext product 1/30 (measured ratios at N = 2^14).
     pub fn online_cost(&self, relayout: bool) -> f64 {
         let c = self.cost(1, 1);
-        let hoisted = c.baby_rotations + if relayout { c.relayout_rotations } else { 0 };
+        let relayout = if relayout { c.relayout_rotations } else { 0 };
         let single = c.rotations - c.baby_rotations;
-        0.5 * hoisted as f64 + single as f64 + c.plaintext_multiplies as f64 / 30.0
+        0.5 * c.baby_rotations as f64
+            + 0.25 * relayout as f64
+            + single as f64
+            + c.plaintext_multiplies as f64 / 30.0
     }
 
     /// The encoded diagonals at `level`, at the scale of the top `primes` primes (cached).
@@ -442,8 +445,8 @@ impl LinearTransform {
     }
 
     /// The 0/1 indicators of each block (at the scale of the prime that the re-layout rescales
-    /// away), cached per level. They depend on the shape only.
-    fn block_masks(&self, eval: &Evaluator, level: usize) -> EvalResult<Arc<Vec<PlainNtt>>> {
+    /// away, over Q_level and Q_level·P), cached per level. They depend on the shape only.
+    fn block_masks(&self, eval: &Evaluator, level: usize) -> EvalResult<Arc<Vec<PlainExt>>> {
         let Layout::Replicated { blocks, .. } = self.layout else {
             return Err(EvalError::Internal("no re-layout for this transform"));
         };
@@ -460,7 +463,7 @@ impl LinearTransform {
                 let values: Vec<f64> = (0..span)
                     .map(|t| if t / d == b { 1.0 } else { 0.0 })
                     .collect();
-                eval.encode_periodic(&values, scale, level)
+                eval.encode_periodic_ext(&values, scale, level)
             })
             .collect::<EvalResult<Vec<_>>>()?;
         let masks = Arc::new(masks);
@@ -469,21 +472,17 @@ impl LinearTransform {
     }
 
     /// Turns a plain periodic input into the shifted replicas a replicated transform reads:
-    /// X = Σ_b mask_b ⊙ rot_{b·m}(x), one hoisted rotation per block and one prime consumed.
+    /// X = Σ_b mask_b ⊙ rot_{b·m}(x), one prime consumed. The rotations share one decomposition
+    /// and one ModDown ([`Evaluator::rotate_mul_sum`]).
     fn relayout(&self, eval: &Evaluator, x: &Ct, keys: &EvalKeys) -> EvalResult<Ct> {
         let level = x.level();
         if level < 1 {
             return Err(EvalError::NoLevelLeft);
         }
         let masks = self.block_masks(eval, level)?;
-        let steps: Vec<i64> = self.relayout_steps().iter().map(|&s| s as i64).collect();
-        let rotated = eval.rotate_hoisted(x, &steps, keys)?;
-        let mut acc = eval.mul_plain(x, &masks[0])?;
-        for (r, mask) in rotated.iter().zip(&masks[1..]) {
-            acc.c0.mul_acc(eval.ctx(), &r.c0, &mask.poly)?;
-            acc.c1.mul_acc(eval.ctx(), &r.c1, &mask.poly)?;
-            acc.noise_var += r.noise_var * mask.sq_norm;
-        }
+        let steps = std::iter::once(0).chain(self.relayout_steps());
+        let terms: Vec<(i64, &PlainExt)> = steps.map(|s| s as i64).zip(masks.iter()).collect();
+        let acc = eval.rotate_mul_sum(x, &terms, keys)?;
         eval.rescale(&acc)
     }
 

@@ -9,6 +9,7 @@
 mod blocks;
 mod galois;
 mod keyswitch;
+mod lazy;
 mod linear;
 mod ops;
 mod outgoing;
@@ -22,12 +23,13 @@ use client_core::encoding::Encoder;
 use client_core::keys::{
     ExpandedPublicKey, ExpandedSwitchingKey, KeyKind, PublicKey, SwitchingKey,
 };
-use client_core::ring::{Context, Ntt, Poly};
+use client_core::ring::{Basis, Context, Ntt, Poly};
 use client_core::sampling::ERROR_STD_DEV;
 
 pub use blocks::{BlockOutput, BlockTransform, Bsgs};
 pub use galois::GaloisTables;
 pub use keyswitch::{Decomposed, KeySwitcher};
+pub use lazy::PlainExt;
 pub use linear::{rescale_divisor, Layout, LinearTransform, Matrix, TransformCost};
 pub use ops::{public_key_noise_var, Ct3};
 pub use outgoing::FloodReport;
@@ -261,7 +263,25 @@ impl Evaluator {
                 .collect();
             return self.encode(&full, scale, level);
         }
-        self.periodic.encode(&self.ctx, values, scale, level)
+        self.encode_periodic_in(values, scale, level, Basis::level(level))
+    }
+
+    fn encode_periodic_in(
+        &self,
+        values: &[f64],
+        scale: f64,
+        level: usize,
+        basis: Basis,
+    ) -> EvalResult<PlainNtt> {
+        if values.len() < 8 {
+            return Err(EvalError::BadPeriod {
+                period: values.len(),
+                rows: values.len(),
+                cols: values.len(),
+                slots: self.ctx.params().slots(),
+            });
+        }
+        self.periodic.encode(&self.ctx, values, scale, level, basis)
     }
 
     /// The NTT-domain automorphism tables.

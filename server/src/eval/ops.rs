@@ -42,7 +42,7 @@ fn check_levels(a: usize, b: usize) -> EvalResult<()> {
 
 /// Noise variance added by a key switch at `level` (digit products divided by P, plus the
 /// rounding of ModDown in both parts).
-fn key_switch_noise_var(ctx: &Context, level: usize) -> f64 {
+pub(super) fn key_switch_noise_var(ctx: &Context, level: usize) -> f64 {
     let params = ctx.params();
     let n = ctx.n() as f64;
     let log_p: f64 = params.p().iter().map(|&p| (p as f64).log2()).sum();
@@ -260,7 +260,7 @@ impl Evaluator {
     }
 
     /// The Galois key for a rotation by `steps`.
-    fn galois_key<'k>(
+    pub(super) fn galois_key<'k>(
         &self,
         keys: &'k EvalKeys,
         steps: i64,

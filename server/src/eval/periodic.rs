@@ -68,13 +68,15 @@ impl PeriodicEncoder {
         Ok(entry)
     }
 
-    /// Encodes `values` (one period; the slot vector repeats it) at `scale` and `level`.
+    /// Encodes `values` (one period; the slot vector repeats it) at `scale` over the primes of
+    /// `basis` (Q_level, or Q_level·P for products taken before ModDown).
     pub fn encode(
         &self,
         ctx: &Context,
         values: &[f64],
         scale: f64,
         level: usize,
+        basis: Basis,
     ) -> EvalResult<PlainNtt> {
         let period = values.len();
         let slots = ctx.params().slots();
@@ -93,7 +95,6 @@ impl PeriodicEncoder {
             .scaled_coefficients(values, scale, max_abs)?;
         // Convert once (f64 → i128 is a library call), reduce per limb.
         let coeffs: Vec<i128> = coeffs.iter().map(|&c| c as i128).collect();
-        let basis = Basis::level(level);
         let mut poly = Poly::<Ntt>::zero(ctx, basis)?;
         let mut small = vec![0u64; small_n];
         for pos in 0..basis.len() {
