@@ -103,10 +103,10 @@ fn relayout() {
     println!("re-layout, 16 blocks, hefun-n16384 level {level}");
     time("one ModDown per rotation", 10, || {
         let rotated = eval.rotate_hoisted(&x, &steps, &keys).unwrap();
-        let mut acc = eval.mul_plain(&x, &masks[0].plain).unwrap();
+        let mut acc = eval.mul_plain(&x, masks[0].plain()).unwrap();
         for (r, m) in rotated.iter().zip(&masks[1..]) {
-            acc.c0.mul_acc(&ctx, &r.c0, &m.plain.poly).unwrap();
-            acc.c1.mul_acc(&ctx, &r.c1, &m.plain.poly).unwrap();
+            acc.c0.mul_acc(&ctx, &r.c0, &m.plain().poly).unwrap();
+            acc.c1.mul_acc(&ctx, &r.c1, &m.plain().poly).unwrap();
         }
         acc
     });

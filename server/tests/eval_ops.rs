@@ -164,12 +164,13 @@ fn rotation_sums_with_one_mod_down_match_the_plain_sum() {
             .collect();
         let got = h.decrypt(&h.eval.rescale(&sum).unwrap());
         let bits = assert_precision(&format!("{name} lazy sum"), &want, &got, 20.0);
-        // The same sum with one ModDown per rotation is no more precise.
+        // The same sum with one ModDown per rotation is less precise: each rotation's rounding is
+        // multiplied by its plaintext.
         let rotated = h.eval.rotate_hoisted(&cx, &steps, &h.keys).unwrap();
         let mut eager = None;
         for (r, p) in rotated.iter().zip(&plains) {
             h.eval
-                .mul_plain_accumulate(&mut eager, r, &p.plain)
+                .mul_plain_accumulate(&mut eager, r, p.plain())
                 .unwrap();
         }
         let eager_bits = assert_precision(
@@ -179,7 +180,7 @@ fn rotation_sums_with_one_mod_down_match_the_plain_sum() {
             20.0,
         );
         assert!(
-            bits >= eager_bits - 1.0,
+            bits >= eager_bits,
             "lazy {bits:.1} vs eager {eager_bits:.1} bits"
         );
         eprintln!(

@@ -296,6 +296,27 @@ fn server_side_relayout_of_periodic_inputs() {
 }
 
 #[test]
+fn relayout_of_a_period_below_eight() {
+    // A 2×2 layer: its block masks span 4 slots, shorter than the small-ring encoder's minimum.
+    let lt = check(
+        &COMPACT_N8192,
+        "2x2 from periodic",
+        |h| random_matrix(h, 2, 2, 1.0),
+        2,
+        14.0,
+        Build::FromPeriodic(2),
+    );
+    assert_eq!(
+        lt.layout(),
+        Layout::Replicated {
+            blocks: 2,
+            shift: 1,
+            out_period: 2
+        }
+    );
+}
+
+#[test]
 fn replicated_small_period_caps_the_replicas() {
     // 4096 slots / period 16 would be 256 replicas; at most 16 (one diagonal each) are used and
     // the layout repeats every 256 slots.

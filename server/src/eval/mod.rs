@@ -263,25 +263,23 @@ impl Evaluator {
                 .collect();
             return self.encode(&full, scale, level);
         }
-        self.encode_periodic_in(values, scale, level, Basis::level(level))
+        self.encode_periodic_in(values, scale, Basis::level(level))
     }
 
-    fn encode_periodic_in(
+    /// [`Evaluator::encode_periodic`] over the primes of `basis` (Q_l, or Q_l·P for products
+    /// taken before ModDown). A power-of-two period below 8 is also a period of 8: it is repeated
+    /// to 8 values, which the small-ring encoder needs.
+    pub(super) fn encode_periodic_in(
         &self,
         values: &[f64],
         scale: f64,
-        level: usize,
         basis: Basis,
     ) -> EvalResult<PlainNtt> {
-        if values.len() < 8 {
-            return Err(EvalError::BadPeriod {
-                period: values.len(),
-                rows: values.len(),
-                cols: values.len(),
-                slots: self.ctx.params().slots(),
-            });
+        if values.len() < 8 && values.len().is_power_of_two() {
+            let repeated: Vec<f64> = (0..8).map(|t| values[t % values.len()]).collect();
+            return self.periodic.encode(&self.ctx, &repeated, scale, basis);
         }
-        self.periodic.encode(&self.ctx, values, scale, level, basis)
+        self.periodic.encode(&self.ctx, values, scale, basis)
     }
 
     /// The NTT-domain automorphism tables.

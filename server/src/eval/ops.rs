@@ -26,7 +26,7 @@ pub struct Ct3 {
     pub noise_var: f64,
 }
 
-fn check_scales(a: f64, b: f64) -> EvalResult<()> {
+pub(super) fn check_scales(a: f64, b: f64) -> EvalResult<()> {
     if (a - b).abs() > SCALE_TOLERANCE * a.abs().max(b.abs()) {
         return Err(EvalError::ScaleMismatch(a.log2(), b.log2()));
     }
@@ -309,14 +309,14 @@ impl Evaluator {
             .collect()
     }
 
-    /// One rotation of `a` given its decomposed c1.
-    pub fn rotate_decomposed(
+    /// The key-switch output of rotating a decomposed c1 by `steps`, still over Q_l·P (before
+    /// ModDown), with the Galois element used.
+    pub(super) fn rotated_key_product(
         &self,
-        a: &Ct,
         dec: &super::Decomposed,
         steps: i64,
         keys: &EvalKeys,
-    ) -> EvalResult<Ct> {
+    ) -> EvalResult<(u64, Poly<Ntt>, Poly<Ntt>)> {
         let ctx = self.ctx();
         let (g, key) = self.galois_key(keys, steps)?;
         let digits = dec
@@ -327,6 +327,19 @@ impl Evaluator {
         let (a0, a1) = self
             .switcher()
             .inner_product(ctx, &digits, dec.level, key)?;
+        Ok((g, a0, a1))
+    }
+
+    /// One rotation of `a` given its decomposed c1.
+    pub fn rotate_decomposed(
+        &self,
+        a: &Ct,
+        dec: &super::Decomposed,
+        steps: i64,
+        keys: &EvalKeys,
+    ) -> EvalResult<Ct> {
+        let ctx = self.ctx();
+        let (g, a0, a1) = self.rotated_key_product(dec, steps, keys)?;
         let mut c0 = self.galois().apply(ctx, &a.c0, g)?;
         c0.add_assign(ctx, &self.switcher().mod_down(ctx, &a0)?)?;
         Ok(Ct {

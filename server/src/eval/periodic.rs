@@ -69,15 +69,17 @@ impl PeriodicEncoder {
     }
 
     /// Encodes `values` (one period; the slot vector repeats it) at `scale` over the primes of
-    /// `basis` (Q_level, or Q_level·P for products taken before ModDown).
+    /// `basis` (Q_l, or Q_l·P for products taken before ModDown).
     pub fn encode(
         &self,
         ctx: &Context,
         values: &[f64],
         scale: f64,
-        level: usize,
         basis: Basis,
     ) -> EvalResult<PlainNtt> {
+        let level = basis.q_level().ok_or(EvalError::Internal(
+            "plaintext basis without ciphertext primes",
+        ))?;
         let period = values.len();
         let slots = ctx.params().slots();
         if period == 0 || !period.is_power_of_two() || period > slots || period < 8 {
@@ -89,6 +91,7 @@ impl PeriodicEncoder {
             });
         }
         let small_n = 2 * period;
+        // Bounded by Q_l even over Q_l·P: the Q_l projection of the same integers must not wrap.
         let max_abs = 2f64.powf((ctx.params().log_q(level) - 1.0).min(126.0));
         let coeffs = self
             .encoder(period)?
