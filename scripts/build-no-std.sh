@@ -2,9 +2,7 @@
 # Builds client-core for the Cortex-M4F target (thumbv7em-none-eabihf) without std.
 #
 # The target's core/alloc come from Debian's rust-web-src (rustup cannot fetch targets here), so
-# this uses Debian's rustc 1.85 with -Zbuild-std. tfhe-ntt 0.7 calls u64::is_multiple_of, stable
-# only from 1.87; on 1.85 it exists as an unstable feature, which the crate attribute enables
-# (RUSTC_BOOTSTRAP is needed for -Zbuild-std anyway).
+# this uses Debian's rustc-web (1.96) with -Zbuild-std, which needs RUSTC_BOOTSTRAP.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +14,6 @@ for tool in /usr/bin/rustc /usr/bin/cargo; do
 done
 
 RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
-RUSTFLAGS="-Zcrate-attr=feature(unsigned_is_multiple_of)" \
   /usr/bin/cargo build --release -p client-core --no-default-features \
     -Zbuild-std=core,alloc --target thumbv7em-none-eabihf \
     --ignore-rust-version --target-dir target/thumbv7em "$@"

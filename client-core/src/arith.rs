@@ -30,7 +30,7 @@ impl Modulus {
     /// [`MIN_PRIME_BITS`] and [`MAX_PRIME_BITS`] bits (primality is checked elsewhere).
     pub fn new(q: u64) -> Option<Self> {
         let bits = 64 - q.leading_zeros();
-        if !(MIN_PRIME_BITS..=MAX_PRIME_BITS).contains(&bits) || q % 2 == 0 {
+        if !(MIN_PRIME_BITS..=MAX_PRIME_BITS).contains(&bits) || q.is_multiple_of(2) {
             return None;
         }
         let barrett = ((1u128 << (bits + 63)) / q as u128) as u64;
@@ -252,7 +252,7 @@ pub fn is_prime(n: u64) -> bool {
         return false;
     }
     for &p in &BASES {
-        if n % p == 0 {
+        if n.is_multiple_of(p) {
             return n == p;
         }
     }

@@ -87,7 +87,7 @@ impl Encoder {
 
     /// Bytes held by the precomputed table.
     pub fn table_bytes(&self) -> usize {
-        self.cos.len() * core::mem::size_of::<f64>()
+        self.cos.len() * size_of::<f64>()
     }
 
     /// ζ^idx with ζ = exp(2πi / 2N), from the quarter-wave table.

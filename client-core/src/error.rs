@@ -6,6 +6,7 @@ use core::fmt;
 use crate::ring::Basis;
 
 /// Errors of the CKKS client core.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Error {
@@ -89,6 +90,8 @@ pub enum Error {
     },
     /// The transport failed or ended mid-frame.
     Io,
+    /// The server ended the session with an error frame of this code.
+    Refused(crate::wire::ErrorCode),
 }
 
 impl fmt::Display for Error {
@@ -140,6 +143,7 @@ impl fmt::Display for Error {
                 crate::wire::MAX_FRAME_LEN
             ),
             Error::Io => write!(f, "transport error or end of stream inside a frame"),
+            Error::Refused(code) => write!(f, "the server refused: {code:?}"),
         }
     }
 }

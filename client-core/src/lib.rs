@@ -29,19 +29,20 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
-// `is_multiple_of` is unstable on the Debian 1.85 toolchain that builds the firmware.
-#![allow(clippy::manual_is_multiple_of)]
 
 extern crate alloc;
+#[cfg(all(feature = "std", not(test)))]
+extern crate std;
 
 pub mod arith;
 pub mod cipher;
+pub mod client;
 pub mod encoding;
 mod error;
+#[cfg(feature = "std")]
+pub mod host;
 pub mod keys;
-pub mod limbwise;
 pub mod params;
-pub mod protocol;
 pub mod ring;
 pub mod sampling;
 pub mod wire;
@@ -49,3 +50,5 @@ pub mod wire;
 pub use error::{Error, Result};
 /// Re-exported so callers can name the RNG traits this crate takes.
 pub use rand_core;
+/// Re-exported so callers can wrap key seeds the way this crate takes them.
+pub use zeroize;

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub mod assembled;
 pub mod convert;
+pub mod input;
 pub mod messages;
 
 /// Version of the wire protocol, exchanged in the handshake.
@@ -27,6 +29,7 @@ pub const LEN_PREFIX: usize = 4;
 pub const MAX_FRAME_LEN: usize = 160 * 1024;
 
 /// Stable error codes of error frames (numbers never change meaning; new ones are appended).
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorCode {
     /// A frame did not decode, or had trailing bytes.
@@ -107,8 +110,12 @@ pub fn split_frame(buf: &[u8]) -> Result<Option<(&[u8], &[u8])>> {
 }
 
 /// Sends `msg` as one frame on `w`, serialising it twice (once to count its bytes for the
-/// length prefix, once onto `w`) so that no frame-sized buffer is needed.
-pub fn write_frame<W: embedded_io::Write, T: Serialize + ?Sized>(w: &mut W, msg: &T) -> Result<()> {
+/// length prefix, once onto `w`) so that no frame-sized buffer is needed. Returns the bytes
+/// written, prefix included.
+pub fn write_frame<W: embedded_io::Write, T: Serialize + ?Sized>(
+    w: &mut W,
+    msg: &T,
+) -> Result<usize> {
     let len = postcard::serialize_with_flavor(msg, ByteCounter(0))
         .map_err(|_| Error::Decode("message does not serialise"))?;
     if len == 0 || len > MAX_FRAME_LEN {
@@ -129,7 +136,8 @@ pub fn write_frame<W: embedded_io::Write, T: Serialize + ?Sized>(w: &mut W, msg:
     if written != len {
         return Err(Error::Decode("message serialised to two different lengths"));
     }
-    w.flush().map_err(|_| Error::Io)
+    w.flush().map_err(|_| Error::Io)?;
+    Ok(LEN_PREFIX + len)
 }
 
 /// Counts serialised bytes.
@@ -229,14 +237,9 @@ mod tests {
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     enum Msg {
-        Hello {
-            version: u16,
-        },
+        Hello { version: u16 },
         Limb(Vec<u64>),
-        Error {
-            code: ErrorCode,
-            message: alloc::string::String,
-        },
+        Error { code: ErrorCode, message: String },
     }
 
     #[test]

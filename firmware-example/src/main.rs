@@ -15,17 +15,13 @@ mod footprint;
 mod host_args;
 mod uart;
 
-use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
 
-use client_core::limbwise::LimbwiseClient;
+use client_core::client::{ClientSession, DeviceBackend, Event, KeySeed, Limits, Link};
 use client_core::params::{Params, HEFUN_N16384};
-use client_core::protocol::InputSpec;
 use client_core::rand_core::SeedableRng;
-use client_core::sampling::Csprng;
-use client_core::wire::messages::{ClientFrame, Purpose, ServerFrame};
-use client_core::wire::{read_frame, write_frame, PROTOCOL_VERSION};
+use client_core::sampling::{random_seed, Csprng};
+use client_core::wire::messages::ClientFrame;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::debug::{exit, EXIT_FAILURE, EXIT_SUCCESS};
 use defmt_semihosting as _;
@@ -65,128 +61,55 @@ fn fail(what: &str) -> ! {
     loop {}
 }
 
-fn fail_with(what: &str, e: client_core::Error) -> ! {
-    defmt::error!("{=str}: {}", what, defmt::Debug2Format(&e));
+type Session = ClientSession<DeviceBackend>;
+
+/// Logs `e` (and the server's words if it refused) and stops.
+fn fail_with(what: &str, session: &Session, e: client_core::Error) -> ! {
+    match session.refusal() {
+        Some((code, message)) => {
+            defmt::error!("{=str}: server error {}: {=str}", what, code, message)
+        }
+        None => defmt::error!("{=str}: {}", what, e),
+    }
     exit(EXIT_FAILURE);
     loop {}
 }
 
-/// Instructions and bytes spent in one phase of the protocol.
-#[derive(Clone, Copy, Default)]
-struct Phase {
-    /// Computation (instructions outside UART reads and writes).
-    compute: u64,
-    /// Instructions spent writing to or reading from the UART.
+/// Where the last phase ended: instructions, UART instructions and bytes.
+#[derive(Clone, Copy)]
+struct Mark {
+    at: u64,
     io: u64,
     up: u64,
     down: u64,
 }
 
-/// The UART plus the bookkeeping of who spends what.
-struct Link {
-    uart: uart::Uart0,
-    buf: Vec<u8>,
-    /// Instructions spent in UART writes since the last `take_io`.
-    io: u64,
-}
-
-impl Link {
-    fn send(&mut self, frame: &ClientFrame) -> client_core::Result<()> {
-        let t = clock::instructions();
-        let r = write_frame(&mut self.uart, frame);
-        self.io += clock::instructions() - t;
-        r
-    }
-
-    fn receive(&mut self) -> ServerFrame {
-        let t = clock::instructions();
-        let frame = match read_frame::<_, ServerFrame>(&mut self.uart, &mut self.buf) {
-            Ok(ServerFrame::Error { code, message }) => {
-                defmt::error!("server error {=u8}: {=str}", code as u8, message.as_str());
-                exit(EXIT_FAILURE);
-                loop {}
-            }
-            Ok(f) => f,
-            Err(e) => fail_with("reading a frame", e),
-        };
-        // The frame owns its words now; the 128 KB read buffer would only add to the peak
-        // while the round reply is computed.
-        self.buf = Vec::new();
-        self.io += clock::instructions() - t;
-        frame
-    }
-
-    fn take_io(&mut self) -> u64 {
-        core::mem::take(&mut self.io)
-    }
-
-    /// Runs `work`, returning its compute instructions (total minus UART time) and the UART
-    /// time and bytes it caused.
-    fn phase<T>(&mut self, work: impl FnOnce(&mut Self) -> T) -> (T, Phase) {
-        let (up, down) = (self.uart.sent, self.uart.received);
-        self.take_io();
-        let t = clock::instructions();
-        let out = work(self);
-        let total = clock::instructions() - t;
-        let io = self.take_io();
-        let phase = Phase {
-            compute: total - io,
-            io,
-            up: self.uart.sent - up,
-            down: self.uart.received - down,
-        };
-        (out, phase)
-    }
-}
-
-fn report(name: &str, p: &Phase) {
-    defmt::info!(
-        "phase {=str}: {=u64} instructions (~{=u64} ms at 168 MHz), UART {=u64} instructions, {=u64} bytes up, {=u64} bytes down",
-        name,
-        p.compute,
-        p.compute * 1000 / CLOCK_HZ,
-        p.io,
-        p.up,
-        p.down
-    );
-}
-
-struct Hello {
-    input: InputSpec,
-    rotations: Vec<i64>,
-    rounds: u32,
-    keys_known: bool,
-}
-
-fn handshake(link: &mut Link, params: &Params) -> Hello {
-    let hello = ClientFrame::Hello {
-        version: PROTOCOL_VERSION,
-        presets: vec![String::from(params.name())],
-        key_id: None,
-    };
-    if let Err(e) = link.send(&hello) {
-        fail_with("sending hello", e);
-    }
-    match link.receive() {
-        ServerFrame::Hello {
-            preset,
-            input,
-            rotations,
-            rounds,
-            keys_known,
-            ..
-        } => {
-            if preset != params.name() {
-                fail("the server chose another preset");
-            }
-            Hello {
-                input,
-                rotations,
-                rounds,
-                keys_known,
-            }
+impl Mark {
+    fn now(link: &Link<uart::Uart0>) -> Self {
+        Self {
+            at: clock::instructions(),
+            io: link.io_ticks,
+            up: link.bytes_up,
+            down: link.bytes_down,
         }
-        _ => fail("expected the server's hello"),
+    }
+
+    /// Reports the phase from `self` to now (computation: instructions outside UART reads and
+    /// writes) and starts the next one.
+    fn report(&mut self, name: &str, link: &Link<uart::Uart0>) {
+        let now = Self::now(link);
+        let io = now.io - self.io;
+        let compute = (now.at - self.at) - io;
+        defmt::info!(
+            "phase {=str}: {=u64} instructions (~{=u64} ms at 168 MHz), UART {=u64} instructions, {=u64} bytes up, {=u64} bytes down",
+            name,
+            compute,
+            compute * 1000 / CLOCK_HZ,
+            io,
+            now.up - self.up,
+            now.down - self.down
+        );
+        *self = now;
     }
 }
 
@@ -200,60 +123,28 @@ fn argmax(v: &[f64]) -> usize {
     best
 }
 
-/// One inference: the input, then the server's frames until the output. Reports each phase.
+/// One inference of `image`, each phase reported: input encryption, every round (from its
+/// first frame to its reply), output decryption.
 fn infer(
-    link: &mut Link,
-    client: &mut LimbwiseClient,
+    link: &mut Link<uart::Uart0>,
+    session: &mut Session,
     rng: &mut Csprng,
     image: &[u8],
-    spec: &InputSpec,
-    rounds: u32,
 ) -> usize {
     let x: Vec<f64> = image.iter().map(|&p| f64::from(p) / 255.0).collect();
-    let ((), input) = link.phase(|link| {
-        if let Err(e) = client.start_inference(&x, spec, rng, |f| link.send(f)) {
-            fail_with("encrypting the input", e);
+    let mut mark = Mark::now(link);
+    let result = link.infer(session, &x, rng, |event, link| match event {
+        Event::InputSent => mark.report("input encryption", link),
+        Event::RoundAnswered(r) => {
+            defmt::info!("round {=u32}:", *r);
+            mark.report("decrypt, sign, re-encrypt", link);
         }
+        Event::Output(_) => mark.report("output decryption", link),
+        _ => {}
     });
-    report("input encryption", &input);
-
-    // Round r's phase runs from its first frame to its reply; the output's to the result.
-    let mut output = None;
-    for phase in 0..=rounds {
-        let (out, p) = link.phase(|link| loop {
-            let frame = link.receive();
-            if phase < rounds
-                && matches!(
-                    frame,
-                    ServerFrame::CiphertextsBegin {
-                        purpose: Purpose::Output,
-                        ..
-                    }
-                )
-            {
-                fail("the output came before the last round");
-            }
-            match client.on_frame(frame, rng, |f| link.send(f)) {
-                Ok(Some(values)) => break Some(values),
-                Ok(None) => {}
-                Err(e) => fail_with("handling a server frame", e),
-            }
-            // The client waits for the next group once it has sent its round reply.
-            if client.awaiting_group() {
-                break None;
-            }
-        });
-        if phase < rounds {
-            defmt::info!("round {=u32}:", phase);
-            report("decrypt, sign, re-encrypt", &p);
-        } else {
-            report("output decryption", &p);
-            output = out;
-        }
-    }
-    match output {
-        Some(values) => argmax(&values),
-        None => fail("no output"),
+    match result {
+        Ok(values) => argmax(&values),
+        Err(e) => fail_with("inference", session, e),
     }
 }
 
@@ -283,75 +174,80 @@ fn main() -> ! {
     }
     let params = match Params::from_spec(&HEFUN_N16384) {
         Ok(p) => p,
-        Err(e) => fail_with("preset", e),
+        Err(e) => {
+            defmt::error!("preset: {}", e);
+            fail("no preset")
+        }
     };
+    // A fresh key seed per run, drawn from the host's seed (a deployment would keep one in
+    // flash, apart from the per-boot randomness, and skip the upload after a reboot).
+    let key_seed = KeySeed::new(zeroize_seed(random_seed(&mut rng)));
     let t = clock::instructions();
-    let mut client = match LimbwiseClient::new(&params, &mut rng) {
-        Ok(c) => c,
-        Err(e) => fail_with("secret key", e),
+    let backend = match DeviceBackend::new(&params, &mut key_seed.secret_key_rng()) {
+        Ok(b) => b,
+        Err(e) => {
+            defmt::error!("secret key: {}", e);
+            fail("no secret key")
+        }
     };
+    // Holding a second refresh polynomial of a round would not fit the RAM budget.
+    let mut session = ClientSession::new(backend, key_seed.public_key_rng()).with_limits(Limits {
+        max_round_ciphertexts: 1,
+    });
     defmt::info!(
         "phase secret key: {=u64} instructions",
         clock::instructions() - t
     );
 
     // SAFETY: the only UART0 handle.
-    let mut link = Link {
-        uart: unsafe { uart::Uart0::take() },
-        buf: Vec::new(),
-        io: 0,
-    };
-    let (hello, p) = link.phase(|link| handshake(link, &params));
-    report("handshake", &p);
-    defmt::info!(
-        "server hello: preset {=str}, {=u32} rounds, {=usize} rotation keys, input of {=u32} values",
-        params.name(),
-        hello.rounds,
-        hello.rotations.len(),
-        hello.input.len
-    );
-
-    if !hello.keys_known {
-        let ((), p) = link.phase(|link| {
-            if let Err(e) = client.upload_keys(&hello.rotations, &mut rng, |f| link.send(f)) {
-                fail_with("key upload", e);
-            }
-            match link.receive() {
-                ServerFrame::KeysAccepted => {}
-                _ => fail("expected the keys to be accepted"),
-            }
-        });
-        report("key generation and upload", &p);
-        client.release_plan();
+    let uart = unsafe { uart::Uart0::take() };
+    let mut link = Link::new(uart, false).with_clock(clock::instructions);
+    let mut mark = Mark::now(&link);
+    let connected = link.connect(&mut session, &mut rng, |event, link| match event {
+        Event::HelloSent => mark.report("key id and hello", link),
+        Event::KeysSent { .. } => mark.report("server hello, key generation and upload", link),
+        Event::Ready => mark.report("until the keys were accepted", link),
+        _ => {}
+    });
+    if let Err(e) = connected {
+        fail_with("handshake and key upload", &session, e);
+    }
+    session.release();
+    if let Some(hello) = session.server() {
+        defmt::info!(
+            "server hello: preset {=str}, {=u32} rounds, {=usize} rotation keys, input of {=u32} values, keys known {=bool}",
+            params.name(),
+            hello.rounds,
+            hello.rotations.len(),
+            hello.input.len,
+            hello.keys_known
+        );
     }
 
     for (i, image) in IMAGES.chunks_exact(PIXELS).take(images).enumerate() {
-        let before = (link.uart.sent, link.uart.received);
-        let prediction = infer(
-            &mut link,
-            &mut client,
-            &mut rng,
-            image,
-            &hello.input,
-            hello.rounds,
-        );
+        let before = (link.bytes_up, link.bytes_down);
+        let prediction = infer(&mut link, &mut session, &mut rng, image);
         defmt::info!(
             "image {=usize}: prediction {=usize} ({=u64} bytes up, {=u64} bytes down)",
             i,
             prediction,
-            link.uart.sent - before.0,
-            link.uart.received - before.1
+            link.bytes_up - before.0,
+            link.bytes_down - before.1
         );
     }
     if let Err(e) = link.send(&ClientFrame::Bye) {
-        fail_with("sending bye", e);
+        fail_with("sending bye", &session, e);
     }
     defmt::info!(
         "footprint: peak heap {=usize} bytes, peak stack {=usize} bytes, {=u32} NTT plans built",
         HEAP.peak(),
         footprint::stack_peak(),
-        client.counters().plan_builds
+        session.counters().plan_builds
     );
     exit(EXIT_SUCCESS);
     loop {}
+}
+
+fn zeroize_seed(seed: [u8; 32]) -> client_core::zeroize::Zeroizing<[u8; 32]> {
+    client_core::zeroize::Zeroizing::new(seed)
 }

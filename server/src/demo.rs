@@ -1,19 +1,22 @@
-//! In-process private inference: one client and the server exchanging the protocol's wire
-//! messages (postcard-encoded, so byte counts are real), with timings per side and per layer.
+//! In-process private inference: the client session and the server's protocol in one process,
+//! every message crossing as the frames TCP would carry (so the byte counts are the wire's),
+//! with timings per side and per layer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use client_core::encoding::Encoder;
-use client_core::keys::{PublicKey, SecretKey, SwitchingKey};
+use client_core::client::{ClientSession, ClientStep, HostBackend, InProcessClient, ServerInfo};
+use client_core::keys::{galois_element_for_rotation, KeyKind, SecretKey};
 use client_core::params::Params;
-use client_core::protocol::{ClientMessage, ClientStep, InferenceClient};
 use client_core::rand_core::{Rng, SeedableRng};
 use client_core::ring::Context;
-use client_core::sampling::Csprng;
-use serde::{de::DeserializeOwned, Serialize};
+use client_core::sampling::{random_seed, Csprng};
+use client_core::wire::assembled::ClientMessage;
+use client_core::wire::messages::{ClientFrame, ServerFrame};
+use client_core::wire::{decode_payload, encode_frame, PROTOCOL_VERSION};
 
 use crate::eval::{EvalKeys, Evaluator};
+use crate::net::{KeyUpload, KeyUploadError};
 use crate::protocol::{CompiledModel, Inference, Model, ProtocolConfig, ProtocolError};
 
 /// What one inference cost.
@@ -56,7 +59,6 @@ pub struct LayerReport {
 pub struct Session {
     /// Ring context.
     pub ctx: Arc<Context>,
-    encoder: Encoder,
     sk: SecretKey,
     eval: Evaluator,
     keys: Arc<EvalKeys>,
@@ -72,34 +74,70 @@ pub struct Session {
     pub keygen: Duration,
 }
 
-fn wire<T: Serialize + DeserializeOwned>(msg: &T) -> Result<(T, usize), ProtocolError> {
-    // Round-trip through postcard: the exchange uses exactly what would cross the network.
-    let bytes = postcard::to_allocvec(msg).map_err(|_| ProtocolError::Violation("encode"))?;
-    let back = postcard::from_bytes(&bytes).map_err(|_| ProtocolError::Violation("decode"))?;
-    Ok((back, bytes.len()))
-}
-
 /// The client's side of key setup, for one process holding both parties (demos, tests,
-/// benchmarks): a public key, a relinearisation key and the Galois keys for `rotation_steps`,
-/// each passed through the wire encoding and validated as the server would. Returns the server's
-/// expanded keys and the bytes uploaded.
+/// benchmarks): the client session uploads its public, relinearisation and Galois keys for
+/// `rotation_steps` as it would over TCP, and the server's key upload checks and expands them.
+/// Returns the server's keys and the bytes of the upload's frames.
 pub fn generate_keys(
     ctx: &Context,
     sk: &SecretKey,
     rotation_steps: &[i64],
     rng: &mut Csprng,
 ) -> Result<(EvalKeys, usize), ProtocolError> {
-    let mut keys = EvalKeys::default();
-    let (pk, mut bytes) = wire(&PublicKey::generate(ctx, sk, rng)?)?;
-    keys.set_public(ctx, &pk)?;
-    let (relin, n) = wire(&SwitchingKey::relinearization(ctx, sk, rng)?)?;
-    bytes += n;
-    keys.add_switching(ctx, &relin)?;
-    for &step in rotation_steps {
-        let (key, n) = wire(&SwitchingKey::rotation(ctx, sk, step, rng)?)?;
-        bytes += n;
-        keys.add_switching(ctx, &key)?;
+    let n = ctx.n();
+    let mut requested = vec![KeyKind::Relinearization];
+    requested.extend(
+        rotation_steps
+            .iter()
+            .map(|&s| KeyKind::Galois(galois_element_for_rotation(n, s))),
+    );
+    let public_key_rng = Csprng::from_seed(random_seed(rng));
+    let mut client = ClientSession::new(HostBackend::new(ctx, sk), public_key_rng);
+    let mut upload = KeyUpload::new(ctx, requested);
+    let (mut bytes, mut key_id, mut refused) = (0usize, None, None::<KeyUploadError>);
+    let mut buf = Vec::new();
+    let hello = ServerFrame::Hello {
+        version: PROTOCOL_VERSION,
+        preset: ctx.params().name().into(),
+        model_id: [0; 32],
+        input: client_core::wire::input::InputSpec {
+            len: 1,
+            period: 1,
+            shift: 0,
+            copies: 1,
+            scale: 1.0,
+            level: 0,
+            gather: None,
+        },
+        rotations: rotation_steps.to_vec(),
+        rounds: 0,
+        keys_known: false,
+    };
+    client.hello(|_| Ok(()))?;
+    let sent = client.on_frame(hello, rng, |frame| {
+        // Each frame crosses the wire's encoding, as over TCP.
+        buf.clear();
+        encode_frame(frame, &mut buf)?;
+        bytes += buf.len();
+        let frame: ClientFrame = decode_payload(&buf[client_core::wire::LEN_PREFIX..])?;
+        match upload.on_frame(frame) {
+            Ok(Some(id)) => key_id = Some(id),
+            Ok(None) => {}
+            Err(e) => {
+                refused = Some(e);
+                return Err(client_core::Error::Decode("key upload refused"));
+            }
+        }
+        Ok(())
+    });
+    if let Some(e) = refused {
+        return Err(ProtocolError::Model(format!("key upload: {e}")));
     }
+    sent?;
+    let key_id = key_id.ok_or(ProtocolError::Violation("key upload incomplete"))?;
+    let keys = upload
+        .finish(&key_id)
+        .map_err(|e| ProtocolError::Model(format!("key upload: {e}")))?;
     Ok((keys, bytes))
 }
 
@@ -114,7 +152,6 @@ impl Session {
         server_seed: [u8; 32],
     ) -> Result<Self, ProtocolError> {
         let ctx = Arc::new(Context::new(params)?);
-        let encoder = Encoder::new(params.log_n());
         let eval = Evaluator::new(ctx.clone())?;
         let model = CompiledModel::new(model, params.slots())?;
         let mut client_rng = Csprng::from_seed(client_seed);
@@ -125,7 +162,6 @@ impl Session {
         let keygen = start.elapsed();
         Ok(Self {
             ctx,
-            encoder,
             sk,
             eval,
             keys: Arc::new(keys),
@@ -150,17 +186,23 @@ impl Session {
         server.prepare()?;
         report.prepare = t.elapsed();
         let start = Instant::now();
-        let mut client = InferenceClient::new(&self.ctx, &self.encoder, &self.sk);
-        let spec = server.input_spec();
+        let info = ServerInfo::in_process(server.input_spec(), self.model.rounds() as u32);
+        let mut client = InProcessClient::new(&self.ctx, &self.sk, info);
+        let mut sent = (0, 0);
+        let mut bytes = |client: &InProcessClient<'_>| {
+            let now = (client.bytes_up, client.bytes_down);
+            let delta = (now.0 - sent.0, now.1 - sent.1);
+            sent = now;
+            delta
+        };
 
         let t = Instant::now();
-        let first = client.start(input, &spec, &mut self.client_rng)?;
+        let first = client.start(input, &mut self.client_rng)?;
         let mut layer = LayerReport {
             client: t.elapsed(),
+            bytes_up: bytes(&client).0,
             ..LayerReport::default()
         };
-        let (first, up) = wire(&first)?;
-        layer.bytes_up = up;
         let ClientMessage::Input(cts) = first else {
             return Err(ProtocolError::Violation("client did not send its input"));
         };
@@ -168,21 +210,23 @@ impl Session {
         let mut msg = server.on_input(&cts)?;
         layer.server = t.elapsed();
         loop {
-            let (m, down) = wire(&msg)?;
+            let t = Instant::now();
+            let step = client.handle(&msg, &mut self.client_rng)?;
+            let client_time = t.elapsed();
+            let (up, down) = bytes(&client);
             layer.bytes_down = down;
             report.layers.push(layer);
-            layer = LayerReport::default();
-            let t = Instant::now();
-            let step = client.handle(&m, &mut self.client_rng)?;
-            layer.client = t.elapsed();
+            layer = LayerReport {
+                client: client_time,
+                bytes_up: up,
+                ..LayerReport::default()
+            };
             match step {
                 ClientStep::Done(out) => {
                     report.output = out;
                     break;
                 }
                 ClientStep::Reply(reply) => {
-                    let (reply, up) = wire(&reply)?;
-                    layer.bytes_up = up;
                     let ClientMessage::RoundReply(reply) = reply else {
                         return Err(ProtocolError::Violation("unexpected client message"));
                     };

@@ -8,12 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use client_core::cipher::decrypt_int;
+use client_core::client::{InProcessClient, ServerInfo};
 use client_core::encoding::Encoder;
 use client_core::keys::SecretKey;
-use client_core::protocol::{ClientMessage, InferenceClient, ServerMessage};
 use client_core::rand_core::SeedableRng;
 use client_core::ring::Context;
 use client_core::sampling::Csprng;
+use client_core::wire::assembled::{ClientMessage, ServerMessage};
 use server::demo::{argmax, generate_keys, Session};
 use server::eval::Evaluator;
 use server::model::mnist::MnistTest;
@@ -112,9 +113,10 @@ fn first_round_ratios(f: &Faces, seed: u8) -> (Vec<f64>, Vec<f64>, Vec<usize>, (
     let steps = f.compiled.rotation_steps(params.slots()).unwrap();
     let (keys, _) = generate_keys(&ctx, &sk, &steps, &mut rng).unwrap();
     let mut server = Inference::new(&eval, Arc::new(keys), &f.compiled, &f.plan.cfg, [seed; 32]);
-    let mut client = InferenceClient::new(&ctx, &encoder, &sk);
+    let info = ServerInfo::in_process(server.input_spec(), f.compiled.rounds() as u32);
+    let mut client = InProcessClient::new(&ctx, &sk, info);
     let x = &f.inputs[7];
-    let ClientMessage::Input(cts) = client.start(x, &server.input_spec(), &mut rng).unwrap() else {
+    let ClientMessage::Input(cts) = client.start(x, &mut rng).unwrap() else {
         panic!("no input");
     };
     assert_eq!(cts.len(), 3, "im2col input in three ciphertexts");

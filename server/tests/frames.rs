@@ -3,7 +3,8 @@
 
 mod common;
 
-use client_core::protocol::{ClientMessage, ClientStep, InferenceClient, ServerMessage};
+use client_core::client::{ClientStep, InProcessClient, ServerInfo};
+use client_core::wire::assembled::{ClientMessage, ServerMessage};
 use client_core::wire::convert::{
     client_frames, server_frames, ClientMessageAssembler, ServerMessageAssembler,
 };
@@ -62,9 +63,9 @@ fn an_inference_through_frames_matches_the_plaintext_model() {
         .map(|i| ((i * 37) % 17) as f64 / 17.0 - 0.5)
         .collect();
     let mut server = Inference::new(&w.eval, w.keys.clone(), &w.model, &w.cfg, [3; 32]);
-    let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
-    let spec = server.input_spec();
-    let first = client.start(&x, &spec, &mut w.rng).unwrap();
+    let info = ServerInfo::in_process(server.input_spec(), w.model.rounds() as u32);
+    let mut client = InProcessClient::new(&w.ctx, &w.sk, info);
+    let first = client.start(&x, &mut w.rng).unwrap();
     let ClientMessage::Input(input) = to_server(&w, &first) else {
         panic!("expected the input")
     };
@@ -94,10 +95,11 @@ fn an_inference_through_frames_matches_the_plaintext_model() {
 #[test]
 fn limbs_out_of_order_or_out_of_range_are_refused() {
     let mut w = world();
-    let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
     let server = Inference::new(&w.eval, w.keys.clone(), &w.model, &w.cfg, [4; 32]);
+    let info = ServerInfo::in_process(server.input_spec(), w.model.rounds() as u32);
+    let mut client = InProcessClient::new(&w.ctx, &w.sk, info);
     let x = vec![0.25; 64];
-    let msg = client.start(&x, &server.input_spec(), &mut w.rng).unwrap();
+    let msg = client.start(&x, &mut w.rng).unwrap();
     let frames = client_frames(&msg, w.ctx.n()).unwrap();
     assert!(frames.len() >= 3);
 

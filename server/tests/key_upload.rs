@@ -53,7 +53,7 @@ fn fresh(c: &Client) -> KeyUpload<'_> {
     KeyUpload::new(&c.ctx, vec![KeyKind::Relinearization])
 }
 
-fn send_public(up: &mut KeyUpload, c: &Client) {
+fn send_public(up: &mut KeyUpload<'_>, c: &Client) {
     for limb in public_limbs(c) {
         up.public_limb(*c.pk.seed(), &limb).unwrap();
     }

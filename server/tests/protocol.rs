@@ -2,8 +2,9 @@
 
 mod common;
 
-use client_core::protocol::{ClientMessage, ClientStep, InferenceClient, ServerMessage};
+use client_core::client::{ClientStep, InProcessClient, ServerInfo};
 use client_core::rand_core::Rng;
+use client_core::wire::assembled::{ClientMessage, ServerMessage};
 use common::world::{infer, random_layer, world, world_with};
 use server::protocol::{Inference, ProtocolError};
 
@@ -48,10 +49,12 @@ fn permutations_are_fresh_per_inference() {
 fn out_of_order_messages_are_rejected() {
     let mut w = world();
     let mut server = Inference::new(&w.eval, w.keys.clone(), &w.model, &w.cfg, [9; 32]);
-    let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
+    let rounds = w.model.rounds() as u32;
     let spec = server.input_spec();
+    let mut client =
+        InProcessClient::new(&w.ctx, &w.sk, ServerInfo::in_process(spec.clone(), rounds));
     let x = vec![0.25; 64];
-    let ClientMessage::Input(input) = client.start(&x, &spec, &mut w.rng).unwrap() else {
+    let ClientMessage::Input(input) = client.start(&x, &mut w.rng).unwrap() else {
         panic!()
     };
     let msg = server.on_input(&input).unwrap();

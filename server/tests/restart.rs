@@ -5,20 +5,18 @@
 //! and the firmware's limb-wise client, run on the host, uploads its keys to the real server and
 //! gets the plaintext model's predictions.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use client_core::limbwise::LimbwiseClient;
+use client_core::client::{ClientSession, DeviceBackend, KeySeed};
+use client_core::host::tcp::Connection;
 use client_core::params::{Params, HEFUN_N16384};
 use client_core::rand_core::SeedableRng;
 use client_core::sampling::Csprng;
-use client_core::wire::messages::{ClientFrame, ServerFrame};
-use client_core::wire::{decode_payload, encode_frame, frame_len, LEN_PREFIX, PROTOCOL_VERSION};
 use server::demo::argmax;
 use server::model::import;
 use server::model::mnist::MnistTest;
@@ -175,88 +173,43 @@ fn killed_server_restarts_and_the_client_retries_without_uploading_again() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn send(stream: &mut TcpStream, frame: &ClientFrame) -> client_core::Result<()> {
-    let mut bytes = Vec::new();
-    encode_frame(frame, &mut bytes)?;
-    stream.write_all(&bytes).map_err(|_| client_core::Error::Io)
-}
-
-fn receive(stream: &mut TcpStream) -> ServerFrame {
-    let mut prefix = [0u8; LEN_PREFIX];
-    stream.read_exact(&mut prefix).unwrap();
-    let mut body = vec![0u8; frame_len(prefix).unwrap()];
-    stream.read_exact(&mut body).unwrap();
-    match decode_payload(&body).unwrap() {
-        ServerFrame::Error { code, message } => panic!("server error {code:?}: {message}"),
-        frame => frame,
-    }
-}
-
-/// What the firmware does, at host speed: `client_core::limbwise` against `hefun serve`.
+/// What the firmware does, at host speed: a client session on the device backend (one NTT
+/// plan at a time), driven by the same frame loop, against `hefun serve`.
 #[test]
-fn limbwise_client_uploads_its_keys_and_matches_the_plaintext_model() {
-    let dir = std::env::temp_dir().join(format!("hefun-limbwise-{}", std::process::id()));
+fn device_client_uploads_its_keys_and_matches_the_plaintext_model() {
+    let dir = std::env::temp_dir().join(format!("hefun-device-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let model = import(&data().join("mnist_small.onnx")).unwrap();
     let test = MnistTest::load(&data().join("mnist")).unwrap();
-    let mut server = start_server(&dir, "127.0.0.1:0", "server-limbwise.log");
+    let mut server = start_server(&dir, "127.0.0.1:0", "server-device.log");
 
     let params = Params::from_spec(&HEFUN_N16384).unwrap();
     let mut rng = Csprng::from_seed([42; 32]);
-    let mut client = LimbwiseClient::new(&params, &mut rng).unwrap();
-    let mut stream = TcpStream::connect(&server.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(300)))
-        .unwrap();
-    let hello = ClientFrame::Hello {
-        version: PROTOCOL_VERSION,
-        presets: vec![params.name().to_string()],
-        key_id: None,
-    };
-    send(&mut stream, &hello).unwrap();
-    let ServerFrame::Hello {
-        input,
-        rotations,
-        rounds,
-        keys_known: false,
-        ..
-    } = receive(&mut stream)
-    else {
-        panic!("expected a hello asking for keys");
-    };
-    client
-        .upload_keys(&rotations, &mut rng, |f| send(&mut stream, f))
-        .unwrap();
-    assert_eq!(receive(&mut stream), ServerFrame::KeysAccepted);
+    let key_seed = KeySeed::new(zeroize::Zeroizing::new([43; 32]));
+    let backend = DeviceBackend::new(&params, &mut key_seed.secret_key_rng()).unwrap();
+    let session = ClientSession::new(backend, key_seed.public_key_rng());
+    let mut conn = Connection::open_session(&server.addr, session, &mut rng).unwrap();
+    assert!(
+        conn.key_upload > 100_000_000,
+        "keys uploaded: {}",
+        conn.key_upload
+    );
+    let rounds = conn.session().server().unwrap().rounds as usize;
 
     for (i, image) in test.images.iter().take(3).enumerate() {
         let x: Vec<f64> = image.iter().map(|&p| p as f64).collect();
-        client
-            .start_inference(&x, &input, &mut rng, |f| send(&mut stream, f))
-            .unwrap();
-        let mut replies = 0;
-        let output = loop {
-            let frame = receive(&mut stream);
-            let out = client
-                .on_frame(frame, &mut rng, |f| send(&mut stream, f))
-                .unwrap();
-            if let Some(out) = out {
-                break out;
-            }
-            // Count the rounds answered: the client waits for a group right after a reply.
-            if client.awaiting_group() {
-                replies += 1;
-            }
-        };
-        assert_eq!(replies, rounds as usize, "image {i}");
+        let (output, _) = conn.infer(&x, &mut rng).unwrap();
+        assert_eq!(conn.last_rounds, rounds, "image {i}");
         let want = model.reference(image).unwrap();
         assert_eq!(argmax(&output), argmax(&want), "image {i}");
         for (o, w) in output.iter().zip(&want) {
             assert!((o - *w as f64).abs() < 1e-2, "image {i}: {o} vs {w}");
         }
     }
-    send(&mut stream, &ClientFrame::Bye).unwrap();
+    // The device backend builds plans as limbs need them; a host backend never does.
+    assert!(conn.session().counters().plan_builds > 1000);
+    conn.close().unwrap();
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);

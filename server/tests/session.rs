@@ -3,9 +3,10 @@
 
 mod common;
 
+use client_core::client::{ClientStep, InProcessClient, ServerInfo};
 use client_core::keys::{PublicKey, SwitchingKeyGenerator};
-use client_core::protocol::{ClientStep, InferenceClient, InputSpec};
 use client_core::wire::convert::{client_frames, public_key_frames, ServerMessageAssembler};
+use client_core::wire::input::InputSpec;
 use client_core::wire::messages::{ClientFrame, KeyId, ServerFrame};
 use client_core::wire::{ErrorCode, PROTOCOL_VERSION};
 use common::world::{world, World};
@@ -19,7 +20,10 @@ fn hello(w: &World, key_id: Option<KeyId>) -> ClientFrame {
     }
 }
 
-fn send(s: &mut ServerSession, frames: Vec<ClientFrame>) -> Result<Vec<ServerFrame>, SessionError> {
+fn send(
+    s: &mut ServerSession<'_>,
+    frames: Vec<ClientFrame>,
+) -> Result<Vec<ServerFrame>, SessionError> {
     let mut out = Vec::new();
     for f in frames {
         out.extend(s.on_frame(f)?);
@@ -28,7 +32,7 @@ fn send(s: &mut ServerSession, frames: Vec<ClientFrame>) -> Result<Vec<ServerFra
 }
 
 /// Uploads the public key and every key the server's hello asked for.
-fn upload(w: &mut World, s: &mut ServerSession, rotations: &[i64]) -> KeyId {
+fn upload(w: &mut World, s: &mut ServerSession<'_>, rotations: &[i64]) -> KeyId {
     let pk = PublicKey::generate(&w.ctx, &w.sk, &mut w.rng).unwrap();
     let n = w.ctx.n();
     let mut frames = public_key_frames(&pk, n);
@@ -52,9 +56,11 @@ fn upload(w: &mut World, s: &mut ServerSession, rotations: &[i64]) -> KeyId {
 }
 
 /// One inference through the session; returns the decrypted output.
-fn infer(w: &mut World, s: &mut ServerSession, spec: &InputSpec, x: &[f64]) -> Vec<f64> {
-    let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
-    let mut outgoing = client.start(x, spec, &mut w.rng).unwrap();
+fn infer(w: &mut World, s: &mut ServerSession<'_>, spec: &InputSpec, x: &[f64]) -> Vec<f64> {
+    let rounds = w.model.rounds() as u32;
+    let mut client =
+        InProcessClient::new(&w.ctx, &w.sk, ServerInfo::in_process(spec.clone(), rounds));
+    let mut outgoing = client.start(x, &mut w.rng).unwrap();
     loop {
         let frames = send(s, client_frames(&outgoing, w.ctx.n()).unwrap()).unwrap();
         let mut asm = ServerMessageAssembler::default();
@@ -164,8 +170,10 @@ fn hostile_sequences_get_the_right_error_code() {
     };
     assert!(!keys_known, "an unknown key id must not skip the upload");
     let (input, rotations) = (input.clone(), rotations.clone());
-    let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
-    let early = client.start(&[0.0; 64], &input, &mut w.rng).unwrap();
+    let rounds = w.model.rounds() as u32;
+    let mut client =
+        InProcessClient::new(&w.ctx, &w.sk, ServerInfo::in_process(input.clone(), rounds));
+    let early = client.start(&[0.0; 64], &mut w.rng).unwrap();
     let frames = client_frames(&early, w.ctx.n()).unwrap();
     assert_eq!(code(send(&mut s, frames)), ErrorCode::UnexpectedMessage);
 
@@ -173,8 +181,10 @@ fn hostile_sequences_get_the_right_error_code() {
     let mut s = ServerSession::new(&svc, [4; 32]);
     s.on_frame(hello(&w, None)).unwrap();
     upload(&mut w, &mut s, &rotations);
-    let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
-    let first = client.start(&[0.1; 64], &input, &mut w.rng).unwrap();
+    let rounds = w.model.rounds() as u32;
+    let mut client =
+        InProcessClient::new(&w.ctx, &w.sk, ServerInfo::in_process(input.clone(), rounds));
+    let first = client.start(&[0.1; 64], &mut w.rng).unwrap();
     let frames = send(&mut s, client_frames(&first, w.ctx.n()).unwrap()).unwrap();
     let mut asm = ServerMessageAssembler::default();
     let mut msg = None;

@@ -8,15 +8,17 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use client_core::client::{ClientStep, InProcessClient, ServerInfo};
+use client_core::host::tcp::Connection;
 use client_core::keys::PublicKey;
-use client_core::protocol::{ClientMessage, ClientStep, InferenceClient, InputSpec};
+use client_core::wire::assembled::ClientMessage;
 use client_core::wire::convert::{client_frames, public_key_frames, ServerMessageAssembler};
+use client_core::wire::input::InputSpec;
 use client_core::wire::messages::{ClientFrame, KeyId, Purpose, ServerFrame};
 use client_core::wire::{
     decode_payload, encode_frame, frame_len, ErrorCode, LEN_PREFIX, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 use common::world::{world, World};
-use server::net::client::Connection;
 use server::net::metrics::Metrics;
 use server::net::tcp::{Background, Limits};
 use server::net::Service;
@@ -59,17 +61,17 @@ fn error_code(stream: &mut TcpStream) -> Option<ErrorCode> {
     }
 }
 
-fn healthy_inference(w: &mut World, addr: &str, pk: &PublicKey) -> usize {
+fn healthy_inference(w: &mut World, addr: &str) -> usize {
     let x: Vec<f64> = (0..64)
         .map(|i| ((i * 13) % 11) as f64 / 11.0 - 0.5)
         .collect();
     let want = w.model.model().eval_plain(&x);
-    let mut conn = Connection::open(addr, &w.ctx, &w.encoder, &w.sk, pk, &mut w.rng).unwrap();
+    let mut conn = Connection::open(addr, &w.ctx, &w.sk, &w.key_seed, &mut w.rng).unwrap();
     let (out, _) = conn.infer(&x, &mut w.rng).unwrap();
     for (o, e) in out.iter().zip(&want) {
         assert!((o - e).abs() < 1e-2, "{o} vs {e}");
     }
-    let uploaded = conn.key_upload;
+    let uploaded = conn.key_upload as usize;
     conn.close().unwrap();
     uploaded
 }
@@ -138,9 +140,9 @@ fn input_frames(
     spec: &InputSpec,
     bad: impl Fn(&mut ClientFrame),
 ) -> Vec<ClientFrame> {
-    let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
+    let mut client = InProcessClient::new(&w.ctx, &w.sk, ServerInfo::in_process(spec.clone(), 2));
     let x = vec![0.25; 64];
-    let msg = client.start(&x, spec, &mut w.rng).unwrap();
+    let msg = client.start(&x, &mut w.rng).unwrap();
     let mut frames = client_frames(&msg, w.ctx.n()).unwrap();
     bad(&mut frames[1]);
     frames
@@ -255,8 +257,9 @@ fn hostile_round(w: &mut World, addr: &str, pk: &PublicKey) {
     // answers its round.
     for (leave, silent) in [(false, false), (true, false), (false, true)] {
         let (mut s, spec) = Raw::hello(w, addr, pk);
-        let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
-        let msg = client.start(&[0.5; 64], &spec, &mut w.rng).unwrap();
+        let rounds = w.model.rounds() as u32;
+        let mut client = InProcessClient::new(&w.ctx, &w.sk, ServerInfo::in_process(spec, rounds));
+        let msg = client.start(&[0.5; 64], &mut w.rng).unwrap();
         s.send(&client_frames(&msg, n).unwrap());
         let mut asm = ServerMessageAssembler::default();
         let round = loop {
@@ -295,21 +298,21 @@ fn loopback_sessions_and_broken_peers() {
     };
     let (server, metrics) = start(&w, limits);
     let addr = server.addr.to_string();
-    let pk = PublicKey::generate(&w.ctx, &w.sk, &mut w.rng).unwrap();
+    let pk = PublicKey::generate(&w.ctx, &w.sk, &mut w.key_seed.public_key_rng()).unwrap();
 
     // First session uploads the keys, the second does not.
-    assert!(healthy_inference(&mut w, &addr, &pk) > 1_000_000);
-    assert_eq!(healthy_inference(&mut w, &addr, &pk), 0);
+    assert!(healthy_inference(&mut w, &addr) > 1_000_000);
+    assert_eq!(healthy_inference(&mut w, &addr), 0);
 
     // A healthy client keeps inferring while the hostile ones come and go.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let healthy = {
-        let (addr, pk, stop) = (addr.clone(), pk.clone(), stop.clone());
+        let (addr, stop) = (addr.clone(), stop.clone());
         let mut w2 = world();
         std::thread::spawn(move || {
             let mut done = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) || done == 0 {
-                assert_eq!(healthy_inference(&mut w2, &addr, &pk), 0);
+                assert_eq!(healthy_inference(&mut w2, &addr), 0);
                 done += 1;
             }
             done
@@ -332,7 +335,7 @@ fn loopback_sessions_and_broken_peers() {
     );
 
     // The server is still serving, and counted what happened.
-    assert_eq!(healthy_inference(&mut w, &addr, &pk), 0);
+    assert_eq!(healthy_inference(&mut w, &addr), 0);
     let text = metrics.render();
     // Errors per hostile round, times the four rounds.
     for (code, per_round) in [

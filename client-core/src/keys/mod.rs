@@ -48,7 +48,7 @@ pub fn expand_uniform(ctx: &Context, seed: &Seed, digit: usize, basis: Basis) ->
 
 /// What limb-wise arithmetic modulo one prime needs: the modulus, its NTT plan and the secret in
 /// NTT form modulo that prime. A [`Context`] has these for every prime at once; a limb-wise
-/// client ([`crate::limbwise`]) builds them one prime at a time.
+/// client ([`crate::client::DeviceBackend`]) builds them one prime at a time.
 pub(crate) struct PrimeTools<'a> {
     /// Global prime index.
     pub pi: usize,

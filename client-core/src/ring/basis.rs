@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// An RNS basis: the first `q` ciphertext primes (q0 … q_{q-1}) followed by the first `p`
 /// special primes. Ciphertexts at level l have basis `{ q: l + 1, p: 0 }`; key-switching keys
 /// and extended polynomials carry the special primes too.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Basis {
     /// Number of ciphertext primes (a prefix of the chain).

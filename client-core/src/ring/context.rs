@@ -13,7 +13,7 @@ use crate::params::Params;
 
 /// The constants of a [`Params`] that need no NTT plan: moduli, the gadget factor and Garner's
 /// inverses. O(L²) words, so a microcontroller can hold it and build one plan at a time
-/// ([`Ring::build_plan`], see [`crate::limbwise`]).
+/// ([`Ring::build_plan`], see [`crate::client::DeviceBackend`]).
 pub struct Ring {
     params: Params,
     n: usize,

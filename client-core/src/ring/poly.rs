@@ -403,7 +403,7 @@ pub fn automorphism_signed(coeffs: &[i8], g: u64) -> Result<Vec<i8>> {
 
 /// Checks that `g` is an odd element of Z_{2N}^*.
 pub fn check_galois_element(n: usize, g: u64) -> Result<()> {
-    if g % 2 == 0 || g >= 2 * n as u64 {
+    if g.is_multiple_of(2) || g >= 2 * n as u64 {
         return Err(Error::InvalidGaloisElement(g));
     }
     Ok(())

@@ -33,7 +33,7 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u64
 struct WordsVisitor;
 
 fn words_from_bytes<E: de::Error>(bytes: &[u8]) -> Result<Vec<u64>, E> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(E::custom("limb data is not a whole number of 64-bit words"));
     }
     Ok(bytes

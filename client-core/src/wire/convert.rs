@@ -1,4 +1,4 @@
-//! Protocol messages ([`crate::protocol`]) to frames and back.
+//! Whole protocol messages ([`super::assembled`]) to frames and back.
 //!
 //! A message's ciphertexts go out as a `CiphertextsBegin` frame and then one frame per limb, in
 //! (ciphertext, component, limb) order. The assemblers accept exactly that order and check every
@@ -7,11 +7,11 @@
 
 use alloc::vec::Vec;
 
+use super::assembled::{ClientMessage, OutputMessage, RoundReply, RoundRequest, ServerMessage};
 use super::messages::{ClientFrame, Limb, Purpose, ServerFrame, MAX_CIPHERTEXTS};
 use crate::cipher::{Ciphertext, SeededCiphertext};
 use crate::error::{Error, Result};
 use crate::keys::PublicKey;
-use crate::protocol::{ClientMessage, OutputMessage, RoundReply, RoundRequest, ServerMessage};
 use crate::ring::{Basis, Context, Ntt, Poly};
 use crate::sampling::Seed;
 

@@ -14,10 +14,10 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
+use super::input::InputSpec;
 use super::ErrorCode;
 use crate::error::{Error, Result};
 use crate::keys::{KeyChunk, KeyKind};
-use crate::protocol::InputSpec;
 use crate::sampling::Seed;
 
 /// Identifies a client's key set: a hash of its public key.
@@ -45,6 +45,7 @@ pub struct Limb {
 }
 
 /// What a group of ciphertexts is for.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Purpose {
     /// The encrypted input of an inference.

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use client_core::protocol::Im2col;
+use client_core::wire::input::Im2col;
 use tract_onnx::data_resolver::FopenDataResolver;
 use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::prelude::*;
@@ -115,7 +115,7 @@ pub struct ImportedModel {
     pub model: Model,
     /// Input shape (without the batch dimension).
     pub input_shape: Vec<usize>,
-    reference: std::sync::Arc<TypedRunnableModel>,
+    reference: Arc<TypedRunnableModel>,
 }
 
 impl ImportedModel {
@@ -153,7 +153,7 @@ fn node_err(node: &NodeProto, message: impl Into<String>) -> ImportError {
 
 /// Imports an ONNX file.
 pub fn import(path: &Path) -> Result<ImportedModel, ImportError> {
-    let onnx = tract_onnx::onnx();
+    let onnx = onnx();
     let proto = onnx
         .proto_model_for_path(path)
         .map_err(|e| load_err(path, e))?;

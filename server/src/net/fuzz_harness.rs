@@ -8,8 +8,11 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
-use client_core::params::{Params, HEFUN_N16384};
+use client_core::client::{ClientSession, DeviceBackend, Event, KeySeed};
+use client_core::params::{ParamSpec, Params, HEFUN_N16384};
+use client_core::rand_core::SeedableRng;
 use client_core::ring::Context;
+use client_core::sampling::Csprng;
 
 use super::{ServerSession, Service};
 use crate::eval::{Evaluator, Matrix};
@@ -105,4 +108,60 @@ pub fn drive_session(svc: &Service, data: &[u8]) -> Vec<ServerFrame> {
         }
     }
     answers
+}
+
+/// The hefun preset's structure on a ring small enough to fuzz the client quickly.
+pub const FUZZ_CLIENT_PARAMS: ParamSpec = ParamSpec {
+    name: "fuzz-hefun-n1024",
+    log_n: 10,
+    q_bits: &[50, 50, 50, 44, 44, 44, 44],
+    p_bits: &[50, 50],
+    digit_size: 2,
+    handoff_level: 2,
+    scale_bits: 88,
+    stat_sec_bits: 40,
+};
+
+/// Feeds the frames in `data` to a fresh device client session (after its hello) until one
+/// fails to decode or the session errs; whatever the session sends is discarded. Between
+/// frames, a session that becomes ready starts an inference, so round and output frames are
+/// reachable. Returns the events other than `Pending`.
+pub fn drive_client_session(data: &[u8]) -> Vec<Event> {
+    let Ok(params) = Params::from_spec_insecure(&FUZZ_CLIENT_PARAMS) else {
+        return Vec::new();
+    };
+    let seed = KeySeed::new(zeroize::Zeroizing::new([3; 32]));
+    let Ok(backend) = DeviceBackend::new_insecure(&params, &mut seed.secret_key_rng()) else {
+        return Vec::new();
+    };
+    let mut session = ClientSession::new(backend, seed.public_key_rng());
+    let mut rng = Csprng::from_seed([4; 32]);
+    let mut events = Vec::new();
+    if session.hello(|_| Ok(())).is_err() {
+        return events;
+    }
+    let mut rest = data;
+    while let Ok(Some((payload, tail))) = split_frame(rest) {
+        rest = tail;
+        let Ok(frame) = decode_payload::<ServerFrame>(payload) else {
+            break;
+        };
+        match session.on_frame(frame, &mut rng, |_| Ok(())) {
+            Ok(Event::Pending) => {}
+            Ok(event) => events.push(event),
+            Err(_) => break,
+        }
+        if session.is_ready() {
+            let len = session.server().map_or(0, |s| s.input.len as usize);
+            // A hostile hello may ask for any input length: stay within the frame's bounds.
+            if len > 1 << 16 {
+                break;
+            }
+            match session.start_inference(&vec![0.25; len], &mut rng, |_| Ok(())) {
+                Ok(event) => events.push(event),
+                Err(_) => break,
+            }
+        }
+    }
+    events
 }

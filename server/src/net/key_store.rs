@@ -24,9 +24,10 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use crate::eval::EvalKeys;
 
 /// key id → model id (32 bytes) ‖ the upload's frames, length-prefixed as on the wire.
-const UPLOADS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("key_uploads_v1");
+const UPLOADS: TableDefinition<'static, &[u8; 32], &[u8]> = TableDefinition::new("key_uploads_v1");
 /// key id → when it was stored (a counter), to drop the oldest records beyond the limit.
-const STORED_AT: TableDefinition<&[u8; 32], u64> = TableDefinition::new("key_stored_at_v1");
+const STORED_AT: TableDefinition<'static, &[u8; 32], u64> =
+    TableDefinition::new("key_stored_at_v1");
 
 /// Uploads kept on disk unless the server says otherwise (about 140 MB each for MNIST).
 pub const DEFAULT_MAX_STORED: usize = 64;

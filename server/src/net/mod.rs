@@ -1,10 +1,8 @@
 //! The networked service's protocol logic, independent of the transport: what a session does
 //! with each frame (see `docs/protocol.md`).
 
-pub mod client;
 #[doc(hidden)]
 pub mod fuzz_harness;
-pub mod key_file;
 mod key_store;
 mod key_upload;
 pub mod metrics;

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use client_core::keys::{galois_element_for_rotation, KeyKind};
-use client_core::protocol::{ClientMessage, ServerMessage};
 use client_core::sampling::Seed;
+use client_core::wire::assembled::{ClientMessage, ServerMessage};
 use client_core::wire::convert::{server_frames, ClientMessageAssembler};
 use client_core::wire::messages::{ClientFrame, KeyId, ServerFrame};
 use client_core::wire::{decode_payload, encode_frame, split_frame, ErrorCode, PROTOCOL_VERSION};

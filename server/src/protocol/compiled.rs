@@ -2,7 +2,7 @@
 //! layout and the Galois keys every inference can need.
 
 use client_core::params::Params;
-use client_core::protocol::InputSpec;
+use client_core::wire::input::InputSpec;
 
 use super::clos;
 use super::config::ProtocolConfig;

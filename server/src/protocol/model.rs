@@ -3,7 +3,7 @@
 
 use crate::eval::Matrix;
 
-use client_core::protocol::Im2col;
+use client_core::wire::input::Im2col;
 
 use super::ProtocolError;
 

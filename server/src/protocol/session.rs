@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client_core::cipher::SeededCiphertext;
-use client_core::protocol::{InputSpec, OutputMessage, RoundReply, RoundRequest, ServerMessage};
 use client_core::rand_core::{Rng, SeedableRng};
 use client_core::ring::Basis;
 use client_core::sampling::{Csprng, Seed};
+use client_core::wire::assembled::{OutputMessage, RoundReply, RoundRequest, ServerMessage};
+use client_core::wire::input::InputSpec;
 
 use super::clos;
 use super::compiled::{CompiledModel, LayerPlan};

@@ -2,19 +2,22 @@
 
 use std::sync::Arc;
 
+use client_core::client::{ClientStep, InProcessClient, KeySeed, ServerInfo};
 use client_core::encoding::Encoder;
 use client_core::keys::SecretKey;
 use client_core::params::{Params, HEFUN_N16384};
-use client_core::protocol::{ClientMessage, ClientStep, InferenceClient};
 use client_core::rand_core::{Rng, SeedableRng};
 use client_core::ring::Context;
 use client_core::sampling::Csprng;
+use client_core::wire::assembled::ClientMessage;
 use server::eval::{EvalKeys, Evaluator, Matrix};
 use server::protocol::{CompiledModel, HidingAudit, Inference, Layer, Model, ProtocolConfig};
 
 pub struct World {
     pub ctx: Arc<Context>,
     pub encoder: Encoder,
+    /// The client's key seed; `sk` derives from it.
+    pub key_seed: KeySeed,
     pub sk: SecretKey,
     pub eval: Evaluator,
     pub keys: Arc<EvalKeys>,
@@ -53,7 +56,8 @@ pub fn world_with(make: impl FnOnce(&mut Csprng) -> Model) -> World {
     let ctx = Arc::new(Context::new(&params).unwrap());
     let encoder = Encoder::new(params.log_n());
     let mut rng = Csprng::from_seed([77; 32]);
-    let sk = SecretKey::generate(&ctx, &mut rng).unwrap();
+    let key_seed = KeySeed::new(zeroize::Zeroizing::new([78; 32]));
+    let sk = SecretKey::generate(&ctx, &mut key_seed.secret_key_rng()).unwrap();
     let model = make(&mut rng);
     let model = CompiledModel::new(model, params.slots()).unwrap();
     let eval = Evaluator::new(ctx.clone()).unwrap();
@@ -63,6 +67,7 @@ pub fn world_with(make: impl FnOnce(&mut Csprng) -> Model) -> World {
     World {
         ctx,
         encoder,
+        key_seed,
         sk,
         eval,
         keys: Arc::new(keys),
@@ -90,9 +95,9 @@ pub struct Trace {
 pub fn infer(w: &mut World, x: &[f64], seed: u8) -> Trace {
     let mut server = Inference::new(&w.eval, w.keys.clone(), &w.model, &w.cfg, [seed; 32]);
     let perm = server.permutation(0).unwrap().to_vec();
-    let mut client = InferenceClient::new(&w.ctx, &w.encoder, &w.sk);
-    let spec = server.input_spec();
-    let first = client.start(x, &spec, &mut w.rng).unwrap();
+    let info = ServerInfo::in_process(server.input_spec(), w.model.rounds() as u32);
+    let mut client = InProcessClient::new(&w.ctx, &w.sk, info);
+    let first = client.start(x, &mut w.rng).unwrap();
     let mut client_messages = vec![first.clone()];
     let ClientMessage::Input(input) = first else {
         panic!("expected input")

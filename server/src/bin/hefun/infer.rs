@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
+use client_core::host::key_file::{default_key_path, load_or_create, ClientKeys};
+use client_core::host::tcp::{ClientError, Connection};
 use client_core::params::{Params, HEFUN_N16384};
 use client_core::rand_core::SeedableRng;
 use client_core::ring::Context;
@@ -11,8 +13,6 @@ use client_core::sampling::Csprng;
 use server::demo::argmax;
 use server::model::mnist::MnistTest;
 use server::model::png_input::load_mnist_png;
-use server::net::client::{is_retryable, Connection};
-use server::net::key_file::{default_key_path, load_or_create, ClientKeys};
 
 use crate::prepared::data_dir;
 use crate::{entropy, ms};
@@ -100,10 +100,9 @@ fn attempt_inference(
     x: &[f64],
     attempt: u32,
 ) -> Result<Vec<f64>> {
-    let encoder = client_core::encoding::Encoder::new(ctx.params().log_n());
     let mut rng = Csprng::from_seed(entropy()?);
     let t = Instant::now();
-    let mut conn = Connection::open(addr, ctx, &encoder, &keys.sk, &keys.pk, &mut rng)?;
+    let mut conn = Connection::open(addr, ctx, &keys.sk, &keys.seed, &mut rng)?;
     if conn.key_upload > 0 {
         eprintln!(
             "attempt {attempt}: keys uploaded, {:.1} MB in {:.1} s",
@@ -113,7 +112,7 @@ fn attempt_inference(
     } else {
         eprintln!("attempt {attempt}: the server knows our keys; no upload");
     }
-    let (up, down) = (conn.traffic.up, conn.traffic.down);
+    let (up, down) = conn.traffic();
     let t = Instant::now();
     let (out, client) = conn.infer_with(x, &mut rng, || {
         eprintln!("attempt {attempt}: input sent");
@@ -122,12 +121,18 @@ fn attempt_inference(
         "inference: {:.0} ms (client {:.0} ms), {:.2} MB up, {:.2} MB down",
         ms(t.elapsed()),
         ms(client),
-        (conn.traffic.up - up) as f64 / 1e6,
-        (conn.traffic.down - down) as f64 / 1e6
+        (conn.traffic().0 - up) as f64 / 1e6,
+        (conn.traffic().1 - down) as f64 / 1e6
     );
     // The result is in; a goodbye that fails changes nothing.
     if let Err(e) = conn.close() {
         eprintln!("closing the session: {e:#}");
     }
     Ok(out)
+}
+
+/// True if trying again later may succeed (see [`ClientError::is_retryable`]).
+fn is_retryable(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<ClientError>()
+        .is_some_and(ClientError::is_retryable)
 }

@@ -10,13 +10,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use client_core::encoding::Encoder;
-use client_core::keys::{PublicKey, SecretKey};
+use client_core::client::KeySeed;
+use client_core::host::tcp::Connection;
+use client_core::keys::SecretKey;
 use client_core::rand_core::SeedableRng;
 use client_core::ring::Context;
 use client_core::sampling::Csprng;
 use server::demo::argmax;
-use server::net::client::Connection;
 use server::net::tcp::Limits;
 
 use crate::local::{ms, percentile};
@@ -69,12 +69,11 @@ pub fn load_command(args: &LoadArgs) -> Result<()> {
     let bg = start_loopback(&p, threads, limits)?;
     let addr = bg.addr.to_string();
     let ctx = Context::new(&p.plan.params)?;
-    let encoder = Encoder::new(p.plan.params.log_n());
     let mut rng = Csprng::from_seed(entropy()?);
-    let sk = SecretKey::generate(&ctx, &mut rng)?;
-    let pk = PublicKey::generate(&ctx, &sk, &mut rng)?;
+    let key_seed = KeySeed::new(zeroize::Zeroizing::new(entropy()?));
+    let sk = SecretKey::generate(&ctx, &mut key_seed.secret_key_rng())?;
     eprintln!("uploading the shared key set…");
-    Connection::open(&addr, &ctx, &encoder, &sk, &pk, &mut rng)?.close()?;
+    Connection::open(&addr, &ctx, &sk, &key_seed, &mut rng)?.close()?;
     let expected: Vec<usize> = images
         .iter()
         .map(|img| p.imported.reference(img).map(|r| argmax(&r)))
@@ -88,11 +87,11 @@ pub fn load_command(args: &LoadArgs) -> Result<()> {
     std::thread::scope(|scope| -> Result<()> {
         let workers: Vec<_> = (0..args.clients)
             .map(|client| {
-                let (ctx, encoder, sk, pk) = (&ctx, &encoder, &sk, &pk);
+                let (ctx, sk, key_seed) = (&ctx, &sk, &key_seed);
                 let (addr, expected, samples) = (&addr, &expected, &samples);
                 scope.spawn(move || -> Result<()> {
                     let mut rng = Csprng::from_seed(entropy()?);
-                    let mut conn = Connection::open(addr, ctx, encoder, sk, pk, &mut rng)?;
+                    let mut conn = Connection::open(addr, ctx, sk, key_seed, &mut rng)?;
                     for k in 0..args.inferences {
                         let i = client * args.inferences + k;
                         let x: Vec<f64> = images[i].iter().map(|&v| v as f64).collect();
@@ -106,7 +105,7 @@ pub fn load_command(args: &LoadArgs) -> Result<()> {
                             s.push(sample);
                         }
                     }
-                    conn.close()
+                    Ok(conn.close()?)
                 })
             })
             .collect();

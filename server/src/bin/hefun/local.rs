@@ -8,14 +8,14 @@
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use client_core::encoding::Encoder;
-use client_core::keys::{PublicKey, SecretKey};
+use client_core::client::KeySeed;
+use client_core::host::tcp::Connection;
+use client_core::keys::SecretKey;
 use client_core::rand_core::SeedableRng;
 use client_core::ring::Context;
 use client_core::sampling::Csprng;
 use indicatif::{ProgressBar, ProgressStyle};
 use server::demo::{argmax, InferenceReport, Session};
-use server::net::client::Connection;
 use server::net::tcp::Limits;
 use server::protocol::{Layer, Plan};
 
@@ -74,13 +74,12 @@ pub fn run(common: &Common, transport: Transport) -> Result<Run> {
     );
     let pool = server::eval::thread_pool(threads)?;
     let ctx = Context::new(&p.plan.params)?;
-    let encoder = Encoder::new(p.plan.params.log_n());
     let mut client_rng = Csprng::from_seed(entropy()?);
-    let sk = SecretKey::generate(&ctx, &mut client_rng)?;
-    let pk = PublicKey::generate(&ctx, &sk, &mut client_rng)?;
+    let key_seed = KeySeed::new(zeroize::Zeroizing::new(entropy()?));
+    let sk = SecretKey::generate(&ctx, &mut key_seed.secret_key_rng())?;
     let mut conn = None;
     let mut server = None;
-    let (mut infer, key_bytes): (InferFn, usize) = match transport {
+    let (mut infer, key_bytes): (InferFn<'_>, usize) = match transport {
         Transport::InProcess => {
             eprintln!("generating client keys…");
             let Plan { params, cfg, .. } = &p.plan;
@@ -91,7 +90,7 @@ pub fn run(common: &Common, transport: Transport) -> Result<Run> {
             eprintln!("keys: {:.1} s to generate", session.keygen.as_secs_f64());
             let key_bytes = session.key_bytes;
             let pool = &pool;
-            let f: InferFn = Box::new(move |x| Ok(pool.install(|| session.infer(x))?));
+            let f: InferFn<'_> = Box::new(move |x| Ok(pool.install(|| session.infer(x))?));
             (f, key_bytes)
         }
         Transport::Tcp => {
@@ -108,9 +107,8 @@ pub fn run(common: &Common, transport: Transport) -> Result<Run> {
             let c = conn.insert(Connection::open(
                 &bg.addr.to_string(),
                 &ctx,
-                &encoder,
                 &sk,
-                &pk,
+                &key_seed,
                 &mut client_rng,
             )?);
             server = Some(bg);
@@ -118,10 +116,10 @@ pub fn run(common: &Common, transport: Transport) -> Result<Run> {
                 "keys: {:.1} s to generate and upload",
                 t.elapsed().as_secs_f64()
             );
-            let key_bytes = c.key_upload;
+            let key_bytes = c.key_upload as usize;
             let rng = &mut client_rng;
-            let f: InferFn = Box::new(move |x| {
-                let (up, down) = (c.traffic.up, c.traffic.down);
+            let f: InferFn<'_> = Box::new(move |x| {
+                let (up, down) = c.traffic();
                 let t = Instant::now();
                 let (output, client) = c.infer(x, rng)?;
                 let total = t.elapsed();
@@ -130,8 +128,8 @@ pub fn run(common: &Common, transport: Transport) -> Result<Run> {
                     total,
                     client,
                     server: total.saturating_sub(client),
-                    bytes_up: c.traffic.up - up,
-                    bytes_down: c.traffic.down - down,
+                    bytes_up: (c.traffic().0 - up) as usize,
+                    bytes_down: (c.traffic().1 - down) as usize,
                     rounds: c.last_rounds,
                     ..InferenceReport::default()
                 })
@@ -160,7 +158,7 @@ pub fn run(common: &Common, transport: Transport) -> Result<Run> {
     })
 }
 
-fn run_images(common: &Common, p: &Prepared, infer: &mut InferFn) -> Result<Vec<Outcome>> {
+fn run_images(common: &Common, p: &Prepared, infer: &mut InferFn<'_>) -> Result<Vec<Outcome>> {
     let bar = ProgressBar::new(common.images as u64);
     bar.set_style(ProgressStyle::with_template(
         "{bar:40} {pos}/{len} [{elapsed_precise} < {eta}] {msg}",

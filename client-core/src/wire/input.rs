@@ -1,24 +1,15 @@
-//! The client's half of HeFUN as a sans-IO state machine: feed it the server's messages, send
-//! what it returns. The messages are the wire types.
-//!
-//! Per inference the client (1) encrypts its input in the layout the server asks for; (2) for
-//! each hidden layer answers one round: it decrypts the ReLU message and returns a fresh
-//! encryption of the signs of its slots, and decrypts the refresh message to an integer
-//! polynomial and returns its re-encryption at the top level (no decoding); (3) decrypts the
-//! output. It never sees weights, the neuron order, or unmasked pre-activations.
+//! The input layout the server's hello asks for: how the client places its values in the
+//! slots of its input ciphertexts (repetition, shifted copies, an im2col gather for a first
+//! convolution, several ciphertexts for long inputs).
 
 use alloc::vec;
 use alloc::vec::Vec;
 
-use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
-use crate::cipher::{decrypt_int, encrypt_symmetric, reencrypt, Ciphertext, SeededCiphertext};
-use crate::encoding::Encoder;
+use super::assembled::MAX_CIPHERTEXTS_PER_MESSAGE;
 use crate::error::{Error, Result};
-use crate::keys::SecretKey;
-use crate::ring::Context;
 
 /// How the client lays out its input. The `len` values are first gathered if `gather` asks
 /// for it (the server then reads a convolution's patches side by side). A gathered vector that
@@ -206,86 +197,7 @@ impl InputSpec {
     }
 }
 
-/// One round of the protocol, server → client.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RoundRequest {
-    /// Round number, from 0.
-    pub round: u32,
-    /// Period of the layer's neurons in the slots: signs are read from the first period.
-    pub period: u32,
-    /// Scale at which the client encodes the signs.
-    pub sign_scale: f64,
-    /// ReLU messages (one per ciphertext of the layer): masked pre-activations x·r.
-    pub relu: Vec<Ciphertext>,
-    /// Refresh messages: the layer's ciphertexts plus a random integer-polynomial mask.
-    pub refresh: Vec<Ciphertext>,
-}
-
-/// The final result, server → client.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OutputMessage {
-    /// Number of meaningful output values (the first slots).
-    pub len: u32,
-    /// The output ciphertexts.
-    pub output: Vec<Ciphertext>,
-}
-
-/// Server → client.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum ServerMessage {
-    /// A ReLU/refresh round.
-    Round(RoundRequest),
-    /// The result.
-    Output(OutputMessage),
-}
-
-/// The client's reply to a round.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RoundReply {
-    /// The round answered.
-    pub round: u32,
-    /// Fresh encryptions of the signs (±1), one per ReLU message.
-    pub signs: Vec<SeededCiphertext>,
-    /// Top-level re-encryptions of the decrypted refresh messages.
-    pub refreshed: Vec<SeededCiphertext>,
-}
-
-/// Client → server.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum ClientMessage {
-    /// The encrypted input.
-    Input(Vec<SeededCiphertext>),
-    /// An answer to a round.
-    RoundReply(RoundReply),
-}
-
-/// What the client does next.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ClientStep {
-    /// Send this to the server.
-    Reply(ClientMessage),
-    /// The inference is over: the output values.
-    Done(Vec<f64>),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Idle,
-    AwaitingRound(u32),
-    Finished,
-}
-
-/// Most ciphertexts one message may carry (bounds the work a server can make a client do).
-pub const MAX_CIPHERTEXTS_PER_MESSAGE: usize = 64;
-
-/// The client's protocol state for one inference.
-pub struct InferenceClient<'a> {
-    ctx: &'a Context,
-    encoder: &'a Encoder,
-    sk: &'a SecretKey,
-    state: State,
-}
-
+/// The period `period` checked against the slot count.
 pub(crate) fn check_period(period: u32, slots: usize) -> Result<usize> {
     let p = period as usize;
     if p == 0 || !p.is_power_of_two() || p > slots {
@@ -296,159 +208,11 @@ pub(crate) fn check_period(period: u32, slots: usize) -> Result<usize> {
     Ok(p)
 }
 
+/// `values` repeated with period `period` over `slots` slots (zero beyond its length).
 pub(crate) fn periodic(values: &[f64], period: usize, slots: usize) -> Vec<f64> {
     (0..slots)
         .map(|t| values.get(t % period).copied().unwrap_or(0.0))
         .collect()
-}
-
-impl<'a> InferenceClient<'a> {
-    /// A client for one inference with the given keys.
-    pub fn new(ctx: &'a Context, encoder: &'a Encoder, sk: &'a SecretKey) -> Self {
-        Self {
-            ctx,
-            encoder,
-            sk,
-            state: State::Idle,
-        }
-    }
-
-    /// Encrypts the input as `spec` asks.
-    pub fn start<R: CryptoRng + ?Sized>(
-        &mut self,
-        input: &[f64],
-        spec: &InputSpec,
-        rng: &mut R,
-    ) -> Result<ClientMessage> {
-        if self.state != State::Idle {
-            return Err(Error::Decode("inference already started"));
-        }
-        let mut cts_values = spec.layout(input, self.ctx.params().slots())?;
-        let level = spec.level as usize;
-        if level > self.ctx.params().top_level() {
-            cts_values.zeroize();
-            return Err(Error::InvalidParams("input level above the top level"));
-        }
-        let mut cts = Vec::with_capacity(cts_values.len());
-        for values in &cts_values {
-            let pt = self.encoder.encode(self.ctx, values, spec.scale, level);
-            let mut pt = match pt {
-                Ok(pt) => pt,
-                Err(e) => {
-                    cts_values.zeroize();
-                    return Err(e);
-                }
-            };
-            let ct = encrypt_symmetric(self.ctx, self.sk, &pt, rng);
-            pt.poly.zeroize();
-            cts.push(ct);
-        }
-        cts_values.zeroize();
-        let cts = cts.into_iter().collect::<Result<Vec<_>>>()?;
-        self.state = State::AwaitingRound(0);
-        Ok(ClientMessage::Input(cts))
-    }
-
-    /// Handles a server message.
-    pub fn handle<R: CryptoRng + ?Sized>(
-        &mut self,
-        msg: &ServerMessage,
-        rng: &mut R,
-    ) -> Result<ClientStep> {
-        let State::AwaitingRound(expected) = self.state else {
-            return Err(Error::Decode("no inference in progress"));
-        };
-        match msg {
-            ServerMessage::Round(round) => {
-                if round.round != expected {
-                    return Err(Error::Decode("unexpected round number"));
-                }
-                let reply = self.answer_round(round, rng)?;
-                self.state = State::AwaitingRound(expected + 1);
-                Ok(ClientStep::Reply(ClientMessage::RoundReply(reply)))
-            }
-            ServerMessage::Output(out) => {
-                let values = self.decrypt_output(out)?;
-                self.state = State::Finished;
-                Ok(ClientStep::Done(values))
-            }
-        }
-    }
-
-    fn check_handoff(&self, cts: &[Ciphertext]) -> Result<()> {
-        if cts.is_empty() || cts.len() > MAX_CIPHERTEXTS_PER_MESSAGE {
-            return Err(Error::Decode("bad number of ciphertexts"));
-        }
-        let handoff = self.ctx.params().handoff_level();
-        for ct in cts {
-            ct.validate_level(self.ctx, handoff)?;
-        }
-        Ok(())
-    }
-
-    fn answer_round<R: CryptoRng + ?Sized>(
-        &self,
-        round: &RoundRequest,
-        rng: &mut R,
-    ) -> Result<RoundReply> {
-        let slots = self.ctx.params().slots();
-        let period = check_period(round.period, slots)?;
-        if round.relu.len() != round.refresh.len() {
-            return Err(Error::Decode("ReLU and refresh message counts differ"));
-        }
-        self.check_handoff(&round.relu)?;
-        self.check_handoff(&round.refresh)?;
-        if !(round.sign_scale.is_finite() && round.sign_scale > 0.0) {
-            return Err(Error::InvalidScale);
-        }
-        let top = self.ctx.params().top_level();
-        let mut signs = Vec::with_capacity(round.relu.len());
-        for ct in &round.relu {
-            let int = decrypt_int(self.ctx, self.sk, ct)?;
-            let values = self.encoder.decode(&int, ct.scale)?;
-            // Signs of the first period, repeated over all slots (the server zeroes the rest).
-            let first: Vec<f64> = values[..period]
-                .iter()
-                .map(|&v| if v < 0.0 { -1.0 } else { 1.0 })
-                .collect();
-            let mut pt = self.encoder.encode(
-                self.ctx,
-                &periodic(&first, period, slots),
-                round.sign_scale,
-                top,
-            )?;
-            signs.push(encrypt_symmetric(self.ctx, self.sk, &pt, rng)?);
-            pt.poly.zeroize();
-        }
-        let mut refreshed = Vec::with_capacity(round.refresh.len());
-        for ct in &round.refresh {
-            let mut int = decrypt_int(self.ctx, self.sk, ct)?;
-            refreshed.push(reencrypt(self.ctx, self.sk, &int, ct.scale, top, rng)?);
-            int.zeroize();
-        }
-        Ok(RoundReply {
-            round: round.round,
-            signs,
-            refreshed,
-        })
-    }
-
-    fn decrypt_output(&self, out: &OutputMessage) -> Result<Vec<f64>> {
-        self.check_handoff(&out.output)?;
-        let slots = self.ctx.params().slots();
-        let len = out.len as usize;
-        if len == 0 || len > slots * out.output.len() {
-            return Err(Error::Decode("bad output length"));
-        }
-        let mut values = Vec::with_capacity(len);
-        for ct in &out.output {
-            let int = decrypt_int(self.ctx, self.sk, ct)?;
-            let decoded = self.encoder.decode(&int, ct.scale)?;
-            let take = (len - values.len()).min(slots);
-            values.extend_from_slice(&decoded[..take]);
-        }
-        Ok(values)
-    }
 }
 
 #[cfg(test)]

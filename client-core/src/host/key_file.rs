@@ -13,12 +13,15 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use client_core::keys::{PublicKey, SecretKey};
-use client_core::rand_core::SeedableRng;
-use client_core::ring::Context;
-use client_core::sampling::{Csprng, Seed};
-use sha2::{Digest, Sha256};
+use std::format;
+use std::string::String;
+
 use zeroize::Zeroizing;
+
+use crate::client::KeySeed;
+use crate::keys::SecretKey;
+use crate::ring::Context;
+use crate::sampling::Seed;
 
 const MAGIC: &str = "hefun key file v1";
 
@@ -53,15 +56,15 @@ pub enum KeyFileError {
     },
     /// Key generation failed.
     #[error("deriving keys: {0}")]
-    Keys(#[from] client_core::Error),
+    Keys(#[from] crate::Error),
 }
 
 /// The client's keys and where they came from.
 pub struct ClientKeys {
     /// Secret key.
     pub sk: SecretKey,
-    /// Public key (its hash is the key id).
-    pub pk: PublicKey,
+    /// The seed it derives from (the public key, and so the key id, derive from it too).
+    pub seed: KeySeed,
     /// True if the file was created by this call.
     pub created: bool,
 }
@@ -113,19 +116,9 @@ pub fn load_or_create(
         }
         Err(e) => return Err(io(e)),
     };
-    let sk = SecretKey::generate(ctx, &mut derived_rng(&seed, b"secret key"))?;
-    let pk = PublicKey::generate(ctx, &sk, &mut derived_rng(&seed, b"public key"))?;
-    Ok(ClientKeys { sk, pk, created })
-}
-
-fn derived_rng(seed: &Seed, purpose: &[u8]) -> Csprng {
-    let mut h = Sha256::new();
-    h.update(b"hefun key file v1\0");
-    h.update(purpose);
-    h.update(seed);
-    let mut derived = Zeroizing::new(Seed::default());
-    derived.copy_from_slice(&h.finalize());
-    Csprng::from_seed(*derived)
+    let seed = KeySeed::new(seed);
+    let sk = SecretKey::generate(ctx, &mut seed.secret_key_rng())?;
+    Ok(ClientKeys { sk, seed, created })
 }
 
 fn parse(path: &Path, text: &str, preset: &str) -> Result<Zeroizing<Seed>, KeyFileError> {
