@@ -23,6 +23,7 @@ use server::eval::Ct;
 /// The client's attack: W ≈ c1(y)·c1(x)^-1, decoded at the plaintext's scale.
 fn recover_weights(h: &Harness, x: &Ct, y: &Ct, scale: f64) -> Vec<f64> {
     let ctx = &h.ctx;
+    let (x, y) = (x.clone().into_ciphertext(), y.clone().into_ciphertext());
     let basis = y.c1.basis();
     let mut w = Poly::<Ntt>::zero(ctx, basis).unwrap();
     for pos in 0..basis.len() {

@@ -363,7 +363,7 @@ impl<'a> Inference<'a> {
                 let one_period: Vec<f64> = (0..period)
                     .map(|t| bias.get(c * period + t).copied().unwrap_or(0.0))
                     .collect();
-                let b = eval.encode_periodic(&one_period, y.scale, y.level())?;
+                let b = eval.encode_periodic(&one_period, y.scale(), y.level())?;
                 Ok(eval.add_plain(&y, &b)?)
             })
             .collect()
@@ -386,12 +386,11 @@ impl<'a> Inference<'a> {
         let level = spec.level as usize;
         let mut xs = Vec::with_capacity(input.len());
         for seeded in input {
-            let ct = seeded.expand(ctx)?;
-            ct.validate_level(ctx, level)?;
-            if ct.scale != self.cfg.scale {
+            let ct = Ct::from_client(ctx, seeded, level)?;
+            if ct.scale() != self.cfg.scale {
                 return Err(ProtocolError::Violation("input at the wrong scale"));
             }
-            xs.push(Ct::from_fresh(ctx, ct)?);
+            xs.push(ct);
         }
         let start = Instant::now();
         let ys = self.apply_layer(0, &xs)?;
@@ -459,10 +458,10 @@ impl<'a> Inference<'a> {
         let room = params.log_q(h) - 2.0;
         let (mut masks, mut noise_vars) = (Vec::new(), Vec::new());
         let (mut relus, mut refreshes) = (Vec::new(), Vec::new());
-        let scale = ys_h.first().map_or(self.cfg.scale, |y| y.scale);
+        let scale = ys_h.first().map_or(self.cfg.scale, Ct::scale);
         for y_h in &ys_h {
             // HeRefresh: A ≥ N·B·2^(s−1) for the coefficient bound B of Δ·y + e.
-            let coeff_bound = y_h.scale * self.cfg.value_bound + y_h.noise_bound();
+            let coeff_bound = y_h.scale() * self.cfg.value_bound + y_h.noise_bound();
             let log_a = ((n as f64 * coeff_bound).log2() + self.cfg.stat_bits as f64 - 1.0).ceil();
             if log_a + 1.0 > room {
                 return Err(ProtocolError::Budget(format!(
@@ -472,7 +471,7 @@ impl<'a> Inference<'a> {
             let mask = IntegerMask::sample(n, log_a as u32, &mut self.rng)?;
             let mut refresh = self.eval.rerandomize(y_h, &self.keys, &mut self.rng)?;
             let r_poly = mask.residues(ctx, Basis::level(h))?.into_ntt(ctx)?;
-            refresh.c0.add_assign(ctx, &r_poly)?;
+            self.eval.add_integer_mask(&mut refresh, &r_poly)?;
 
             // HeReLU: y'∘|r| (y' = ρ∘y already carries the random sign) with |r| zero outside
             // the first period, flooded.
@@ -492,7 +491,7 @@ impl<'a> Inference<'a> {
                 flood,
             });
             masks.push(mask);
-            noise_vars.push(y_h.noise_var);
+            noise_vars.push(y_h.noise_var());
             relus.push(relu.into_ciphertext());
             refreshes.push(refresh.into_ciphertext());
         }
@@ -547,24 +546,20 @@ impl<'a> Inference<'a> {
         let mut products = Vec::with_capacity(masks.len());
         for (c, mask) in masks.iter().enumerate() {
             // Remove the mask exactly: z = Δ·y + e at the top level.
-            let z_ct = reply.refreshed[c].expand(ctx)?;
-            z_ct.validate_level(ctx, top)?;
-            if z_ct.scale != scale {
+            let mut z = Ct::from_client(ctx, &reply.refreshed[c], top)?;
+            if z.scale() != scale {
                 return Err(ProtocolError::Violation(
                     "refreshed ciphertext at the wrong scale",
                 ));
             }
-            let mut z = Ct::from_fresh(ctx, z_ct)?;
-            z.noise_var += noise_vars[c];
+            z.add_noise_variance(noise_vars[c]);
             let r_top = mask.residues(ctx, Basis::level(top))?.into_ntt(ctx)?;
-            z.c0.sub_assign(ctx, &r_top)?;
+            eval.sub_integer_mask(&mut z, &r_top)?;
 
-            let s_ct = reply.signs[c].expand(ctx)?;
-            s_ct.validate_level(ctx, top)?;
-            if s_ct.scale != sign_scale {
+            let sigma = Ct::from_client(ctx, &reply.signs[c], top)?;
+            if sigma.scale() != sign_scale {
                 return Err(ProtocolError::Violation("signs at the wrong scale"));
             }
-            let sigma = Ct::from_fresh(ctx, s_ct)?;
 
             // z' = ρ∘y and σ' = sign(z'), so ReLU(y) = ½·z'∘(σ' + ρ): one ct×ct product, and
             // the ½ is folded into the next layer. σ' + ρ ∈ {0, ±2}; adding ρ costs no level.
@@ -573,20 +568,10 @@ impl<'a> Inference<'a> {
                 .ok_or(ProtocolError::Violation("more ciphertexts than positions"))?;
             let rho = eval.encode_periodic(rho_c, sign_scale, top)?;
             let factor = eval.add_plain(&sigma, &rho)?;
-            let mut prod = eval.mul(&z, &factor, self.cfg.value_bound, 2.0, &self.keys)?;
-            for _ in 0..self.cfg.sign_primes {
-                prod = eval.rescale(&prod)?;
-            }
+            let prod = eval.mul(&z, &factor, self.cfg.value_bound, 2.0, &self.keys)?;
             // Δ_σ is exactly the product of the primes rescaled away, so the scale returns to
-            // the activation scale up to f64 rounding; anything more is a bug.
-            if (prod.scale / scale - 1.0).abs() > 1e-9 {
-                return Err(ProtocolError::Eval(crate::eval::EvalError::ScaleMismatch(
-                    prod.scale.log2(),
-                    scale.log2(),
-                )));
-            }
-            prod.scale = scale;
-            products.push(prod);
+            // the activation scale.
+            products.push(eval.rescale_to(&prod, self.cfg.sign_primes, scale)?);
         }
         let next = layer + 1;
         let ys = self.apply_layer(next, &products)?;
