@@ -4,9 +4,9 @@
 use client_core::params::Params;
 use client_core::protocol::InputSpec;
 
-use super::clos;
 use super::config::ProtocolConfig;
 use super::model::Model;
+use super::perm::clos::{self, STAGE_LEVELS};
 use super::ProtocolError;
 use crate::eval::{BlockTransform, Bsgs, LinearTransform, Matrix};
 
@@ -35,7 +35,7 @@ pub(super) enum LayerPlan {
         inputs: usize,
     },
     /// Output over `outputs` full ciphertexts: an unpermuted [`BlockTransform`], followed for a
-    /// hidden layer by the three permutation stages of [`super::clos`] (three more levels; the
+    /// hidden layer by the three permutation stages of HePerm's Clos network (three more levels; the
     /// output layer keeps the class order).
     Spread {
         /// Input ciphertexts.
@@ -48,9 +48,6 @@ pub(super) enum LayerPlan {
         permuted: bool,
     },
 }
-
-/// Levels the permutation stages of a [`LayerPlan::Spread`] layer consume.
-pub(super) const STAGE_LEVELS: usize = 3;
 
 /// A model with its slot layout worked out.
 pub struct CompiledModel {

@@ -19,21 +19,29 @@
 //!
 //! The last layer is not permuted: its output goes to the client flooded, and only the client
 //! can decrypt it.
+//!
+//! Each step has its file: `perm` (HePerm: π, ρ, dummies, and the Clos network for layers over
+//! several ciphertexts), `refresh` (HeRefresh: the mask R, on the way out and back) and `relu`
+//! (HeReLU: the ReLU message, the client's signs, the product). `inference` runs them in order
+//! for one inference; `planner` checks the budgets they need.
 
-mod clos;
 mod compiled;
 mod config;
-mod mask;
+mod inference;
 mod model;
+mod perm;
 mod planner;
-mod session;
+mod refresh;
+mod relu;
 
 pub use compiled::CompiledModel;
 pub use config::ProtocolConfig;
-pub use mask::IntegerMask;
+pub use inference::{HidingAudit, Inference, RoundCost};
 pub use model::{FirstConv, Layer, Model, ACTIVATION_CAP};
 pub use planner::{plan, plan_with, Margins, Plan};
-pub use session::{HidingAudit, Inference, RoundCost};
+pub use refresh::IntegerMask;
+
+use client_core::rand_core::Rng;
 
 use crate::eval::EvalError;
 
@@ -55,4 +63,10 @@ pub enum ProtocolError {
     /// A message arrived that the protocol state does not allow.
     #[error("protocol violation: {0}")]
     Violation(&'static str),
+}
+
+/// A uniform draw in [0, 1) (53 bits), for the random factors of HePerm's dummies and of
+/// HeReLU's multiplier.
+fn uniform<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
