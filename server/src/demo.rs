@@ -14,7 +14,8 @@ use client_core::sampling::Csprng;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::eval::{EvalKeys, Evaluator};
-use crate::protocol::{CompiledModel, Inference, Model, ProtocolConfig, ProtocolError};
+use crate::model::{CompiledModel, Model};
+use crate::protocol::{Inference, ProtocolConfig, ProtocolError};
 
 /// What one inference cost.
 #[derive(Clone, Debug, Default)]

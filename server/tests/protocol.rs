@@ -82,7 +82,7 @@ fn out_of_order_messages_are_rejected() {
 #[test]
 fn an_output_wider_than_one_ciphertext_comes_back_in_class_order() {
     // 9,000 outputs: two output ciphertexts, not permuted.
-    let mut w = world_with(|rng| server::protocol::Model {
+    let mut w = world_with(|rng| server::model::Model {
         input_len: 16,
         layers: vec![
             random_layer(rng, 8, 16, true),

@@ -72,8 +72,7 @@ fn infer(w: &mut World, s: &mut ServerSession, spec: &InputSpec, x: &[f64]) -> V
 fn service(w: &World) -> Service {
     let eval = server::eval::Evaluator::new(w.ctx.clone()).unwrap();
     let model =
-        server::protocol::CompiledModel::new(w.model.model().clone(), w.ctx.params().slots())
-            .unwrap();
+        server::model::CompiledModel::new(w.model.model().clone(), w.ctx.params().slots()).unwrap();
     Service::new(eval, model, w.cfg.clone()).unwrap()
 }
 

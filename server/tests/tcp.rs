@@ -29,8 +29,7 @@ fn start(w: &World, limits: Limits) -> (Background, &'static Metrics) {
 fn start_with_uploads(w: &World, limits: Limits, uploads: usize) -> (Background, &'static Metrics) {
     let eval = server::eval::Evaluator::new(w.ctx.clone()).unwrap();
     let model =
-        server::protocol::CompiledModel::new(w.model.model().clone(), w.ctx.params().slots())
-            .unwrap();
+        server::model::CompiledModel::new(w.model.model().clone(), w.ctx.params().slots()).unwrap();
     let svc: &'static Service = Box::leak(Box::new(
         Service::new(eval, model, w.cfg.clone())
             .unwrap()

@@ -13,7 +13,8 @@ use client_core::ring::Context;
 
 use super::{ServerSession, Service};
 use crate::eval::{Evaluator, Matrix};
-use crate::protocol::{CompiledModel, Layer, Model, ProtocolConfig, ProtocolError};
+use crate::model::{CompiledModel, Layer, Model};
+use crate::protocol::{ProtocolConfig, ProtocolError};
 
 fn layer(rows: usize, cols: usize, relu: bool) -> Layer {
     let data = (0..rows * cols)

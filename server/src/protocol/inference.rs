@@ -9,13 +9,13 @@ use client_core::protocol::{InputSpec, OutputMessage, RoundReply, RoundRequest, 
 use client_core::rand_core::SeedableRng;
 use client_core::sampling::{Csprng, Seed};
 
-use super::compiled::CompiledModel;
 use super::config::ProtocolConfig;
 use super::perm::{Permutations, PermutedLayer};
 use super::refresh::{refresh_message, unmask, RefreshSecret};
 use super::relu::{client_signs, relu_message, relu_product, sign_scale};
 use super::ProtocolError;
 use crate::eval::{Ct, EvalKeys, Evaluator, FloodReport};
+use crate::model::CompiledModel;
 
 /// What the server used to hide one outgoing round or output (for audits and tests).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -105,7 +105,7 @@ impl<'a> Inference<'a> {
     /// while the server is idle). Costs memory: the NTT-form plaintexts of every layer.
     pub fn prepare(&mut self) -> Result<(), ProtocolError> {
         let params = self.eval.ctx().params();
-        let layers = self.model.model.layers.len();
+        let layers = self.model.model().layers.len();
         let mut prepared = Vec::with_capacity(layers);
         for i in 0..layers {
             let layer = self.permuted_layer(i)?;
@@ -188,7 +188,7 @@ impl<'a> Inference<'a> {
             .iter()
             .map(|y| self.eval.drop_to_level(y, h))
             .collect::<Result<Vec<_>, _>>()?;
-        let msg = if !self.model.model.layers[layer].relu {
+        let msg = if !self.model.model().layers[layer].relu {
             let mut output = Vec::with_capacity(ys_h.len());
             for y_h in &ys_h {
                 let (out, flood) = self
@@ -204,7 +204,7 @@ impl<'a> Inference<'a> {
             }
             self.state = State::Done;
             ServerMessage::Output(OutputMessage {
-                len: self.model.model.output_len() as u32,
+                len: self.model.model().output_len() as u32,
                 output,
             })
         } else {
@@ -225,7 +225,7 @@ impl<'a> Inference<'a> {
         ys_h: Vec<Ct>,
     ) -> Result<ServerMessage, ProtocolError> {
         let round = self.rounds_sent;
-        let period = self.model.shapes[layer].out_period;
+        let period = self.model.shapes()[layer].out_period;
         let mut secrets = Vec::new();
         let (mut relus, mut refreshes) = (Vec::new(), Vec::new());
         let scale = ys_h.first().map_or(self.cfg.scale, Ct::scale);
@@ -283,7 +283,7 @@ impl<'a> Inference<'a> {
             ));
         }
         let start = Instant::now();
-        let period = self.model.shapes[layer].out_period;
+        let period = self.model.shapes()[layer].out_period;
         let mut products = Vec::with_capacity(refreshes.len());
         for (c, secret) in refreshes.iter().enumerate() {
             let z = unmask(self.eval, &reply.refreshed[c], secret, scale)?;

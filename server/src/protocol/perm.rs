@@ -14,9 +14,9 @@ pub(super) mod clos;
 use client_core::rand_core::Rng;
 use client_core::sampling::Csprng;
 
-use super::compiled::{CompiledModel, LayerPlan};
 use super::ProtocolError;
 use crate::eval::{BlockTransform, Ct, EvalKeys, Evaluator, LinearTransform, Matrix};
+use crate::model::{CompiledModel, LayerPlan};
 
 /// This inference's π_i and ρ_i for every hidden layer.
 pub(super) struct Permutations {
@@ -31,9 +31,9 @@ impl Permutations {
     /// Draws π_i for every hidden layer, then ρ_i for every hidden layer.
     pub(super) fn draw(model: &CompiledModel, rng: &mut Csprng) -> Self {
         let hidden: Vec<usize> = model
-            .shapes
+            .shapes()
             .iter()
-            .zip(&model.model.layers)
+            .zip(&model.model().layers)
             .zip(model.ciphertexts_per_layer())
             .filter(|((_, l), _)| l.relu)
             .map(|((s, _), cts)| {
@@ -106,8 +106,8 @@ impl PermutedLayer {
         slots: usize,
         rng: &mut Csprng,
     ) -> Result<Self, ProtocolError> {
-        let layer = &model.model.layers[i];
-        let shape = model.shapes[i];
+        let layer = &model.model().layers[i];
+        let shape = model.shapes()[i];
         let (m, n) = (layer.weights.rows, layer.weights.cols);
         // ½ of ReLU = ½(z + z·sign z) is folded into the next layer.
         let (col_pos, col_scale): (Vec<usize>, f64) = if i == 0 {
@@ -115,7 +115,7 @@ impl PermutedLayer {
         } else {
             (perms.perms[i - 1][..n].to_vec(), 0.5)
         };
-        let plan = model.plans[i];
+        let plan = model.plan(i);
         if let LayerPlan::Spread { outputs, .. } = plan {
             if !layer.relu {
                 // The output layer: class order, no dummies.

@@ -10,7 +10,8 @@ use client_core::rand_core::{Rng, SeedableRng};
 use client_core::ring::Context;
 use client_core::sampling::Csprng;
 use server::eval::{EvalKeys, Evaluator, Matrix};
-use server::protocol::{CompiledModel, HidingAudit, Inference, Layer, Model, ProtocolConfig};
+use server::model::{CompiledModel, Layer, Model};
+use server::protocol::{HidingAudit, Inference, ProtocolConfig};
 
 pub struct World {
     pub ctx: Arc<Context>,
