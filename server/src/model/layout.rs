@@ -35,8 +35,8 @@ pub(crate) enum LayerPlan {
         inputs: usize,
     },
     /// Output over `outputs` full ciphertexts: an unpermuted [`BlockTransform`], followed for a
-    /// hidden layer by the three permutation stages of HePerm's Clos network (three more levels; the
-    /// output layer keeps the class order).
+    /// hidden layer by the three permutation stages of HePerm's Clos network (three more
+    /// levels; the output layer keeps the class order).
     Spread {
         /// Input ciphertexts.
         inputs: usize,
