@@ -2,7 +2,7 @@
 # Runs the cargo-fuzz targets (frame decoding, server and client session logic) for SECONDS each, all at
 # once, on nightly. Not part of CI. Needs: rustup's nightly toolchain and `cargo install cargo-fuzz`.
 # Findings land in fuzz/artifacts/<target>/; copy them to fuzz/regressions/ so that the
-# regression test (server/tests/fuzz_regressions.rs) replays them in CI.
+# regression test (tests/fuzz_regressions.rs) replays them in CI.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${1:-600}"

@@ -12,7 +12,7 @@ use client_core::encoding::Encoder;
 use client_core::keys::{
     galois_element_for_rotation, KeyKind, PublicKey, SecretKey, SwitchingKeyGenerator,
 };
-use client_core::params::{ParamSpec, Params};
+use client_core::params::{ParamSpec, Params, HEFUN_N16384};
 use client_core::ring::Context;
 use client_core::sampling::Csprng;
 use client_core::wire::assembled::{
@@ -27,16 +27,7 @@ use zeroize::Zeroizing;
 
 /// The hefun preset's structure (7 + 2 primes, two primes per digit, hand-off level 2, Δ = 2^88)
 /// on a ring small enough for a quick test.
-const SMALL_HEFUN: ParamSpec = ParamSpec {
-    name: "test-hefun-n1024",
-    log_n: 10,
-    q_bits: &[50, 50, 50, 44, 44, 44, 44],
-    p_bits: &[50, 50],
-    digit_size: 2,
-    handoff_level: 2,
-    scale_bits: 88,
-    stat_sec_bits: 40,
-};
+const SMALL_HEFUN: ParamSpec = HEFUN_N16384.on_ring("test-hefun-n1024", 10);
 
 struct Setup {
     params: Params,

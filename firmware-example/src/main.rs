@@ -3,8 +3,9 @@
 //!
 //! Runs under `qemu-system-arm -machine mps2-an386 -cpu cortex-m4`; logs with defmt over
 //! semihosting (decoded on the host by `defmt-print`) and exits through semihosting with the
-//! status the host script checks. The protocol is `client_core::limbwise`: one NTT plan alive
-//! at a time, every key and ciphertext streamed limb by limb.
+//! status the host script checks. The protocol is `client_core::client::ClientSession` on a
+//! `DeviceBackend` (one NTT plan alive at a time, every key and ciphertext streamed limb by
+//! limb), driven over UART0 by `client_core::client::Link`.
 #![no_std]
 #![no_main]
 

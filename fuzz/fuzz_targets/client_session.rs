@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use server::net::fuzz_harness;
+use server::fuzz_harness;
 
 fuzz_target!(|data: &[u8]| {
     fuzz_harness::drive_client_session(data);

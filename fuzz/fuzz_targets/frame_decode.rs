@@ -1,8 +1,8 @@
-//! Frame decoding on arbitrary bytes (`server::net::fuzz_harness::decode_frames`).
+//! Frame decoding on arbitrary bytes (`server::fuzz_harness::decode_frames`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    server::net::fuzz_harness::decode_frames(data);
+    server::fuzz_harness::decode_frames(data);
 });

@@ -6,7 +6,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use server::net::{fuzz_harness, Service};
+use server::fuzz_harness;
+use server::net::Service;
 
 fn service() -> &'static Service {
     static SVC: OnceLock<Service> = OnceLock::new();

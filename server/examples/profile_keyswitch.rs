@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use client_core::cipher::Ciphertext;
 use client_core::keys::{SecretKey, SwitchingKey};
 use client_core::params::{Params, COMPACT_N8192, DEFAULT_N16384, HEFUN_N16384};
 use client_core::rand_core::SeedableRng;
@@ -85,12 +86,12 @@ fn relayout() {
         }
         p
     };
-    let x = Ct {
+    let random_ct = Ciphertext {
         c0: random(),
         c1: random(),
         scale: params.default_scale(),
-        noise_var: 1.0,
     };
+    let x = Ct::from_fresh(&ctx, random_ct).unwrap();
     let scale = ctx.modulus_at(level).value() as f64;
     let masks: Vec<PlainExt> = (0..16)
         .map(|b| {
@@ -103,10 +104,9 @@ fn relayout() {
     println!("re-layout, 16 blocks, hefun-n16384 level {level}");
     time("one ModDown per rotation", 10, || {
         let rotated = eval.rotate_hoisted(&x, &steps, &keys).unwrap();
-        let mut acc = eval.mul_plain(&x, masks[0].plain()).unwrap();
+        let mut acc = Some(eval.mul_plain(&x, masks[0].plain()).unwrap());
         for (r, m) in rotated.iter().zip(&masks[1..]) {
-            acc.c0.mul_acc(&ctx, &r.c0, &m.plain().poly).unwrap();
-            acc.c1.mul_acc(&ctx, &r.c1, &m.plain().poly).unwrap();
+            eval.mul_plain_accumulate(&mut acc, r, m.plain()).unwrap();
         }
         acc
     });

@@ -16,8 +16,9 @@ use client_core::wire::messages::{ClientFrame, ServerFrame};
 use client_core::wire::{decode_payload, encode_frame, PROTOCOL_VERSION};
 
 use crate::eval::{EvalKeys, Evaluator};
+use crate::model::{CompiledModel, Model};
 use crate::net::{KeyUpload, KeyUploadError};
-use crate::protocol::{CompiledModel, Inference, Model, ProtocolConfig, ProtocolError};
+use crate::protocol::{Inference, ProtocolConfig, ProtocolError};
 
 /// What one inference cost.
 #[derive(Clone, Debug, Default)]

@@ -84,7 +84,7 @@ fn check(
     let (noise, bound) = h.check_noise(name, &y, &apply(&shadow));
     let levels = 1 + if relayout { lt.relayout_levels() } else { 0 };
     assert_eq!(y.level(), ct.level() - levels);
-    assert_eq!(y.scale, ct.scale);
+    assert_eq!(y.scale(), ct.scale());
     let want = w.apply_plain(&x);
     let got = h.decrypt(&y);
     let out_period = lt.output_period();

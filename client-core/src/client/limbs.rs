@@ -127,14 +127,16 @@ impl Incoming {
         self.scale
     }
 
-    /// Takes one limb; returns the decrypted integers once the last one is in.
+    /// Takes one limb (and frees it: on a device it is a large share of the peak while the
+    /// reply that may follow is computed); returns the decrypted integers once the last one is
+    /// in.
     pub fn absorb<B: Backend>(
         &mut self,
         backend: &mut B,
         component: u8,
         scale: f64,
         limbs: u16,
-        limb: &Limb,
+        limb: Limb,
     ) -> Result<Option<IntPoly>> {
         let n = backend.ring().n();
         if (component, usize::from(limb.index)) != self.next || usize::from(limbs) != self.limbs {
@@ -166,6 +168,7 @@ impl Incoming {
             plan.inv(acc);
             plan.normalize(acc);
         }
+        drop(limb);
         self.next = if pos + 1 < self.limbs {
             (component, pos + 1)
         } else {

@@ -410,7 +410,7 @@ impl<B: Backend> ClientSession<B> {
             ) => {
                 self.limbs_received += 1;
                 let (state, event) =
-                    self.on_limb(state, ct, component, scale, limbs, &limb, rng, send)?;
+                    self.on_limb(state, ct, component, scale, limbs, limb, rng, send)?;
                 self.state = state;
                 Ok(event)
             }
@@ -493,7 +493,7 @@ impl<B: Backend> ClientSession<B> {
         component: u8,
         scale: f64,
         limbs: u16,
-        limb: &crate::wire::messages::Limb,
+        limb: crate::wire::messages::Limb,
         rng: &mut R,
         send: &mut F,
     ) -> Result<(State, Event)>

@@ -32,6 +32,19 @@ pub struct ParamSpec {
     pub stat_sec_bits: u32,
 }
 
+impl ParamSpec {
+    /// The same chain on a ring of 2^`log_n` under another name: the preset's structure at a
+    /// size tests and fuzzers can run quickly (insecure below the preset's own N; use
+    /// `Params::from_spec_insecure`).
+    pub const fn on_ring(self, name: &'static str, log_n: u32) -> Self {
+        Self {
+            name,
+            log_n,
+            ..self
+        }
+    }
+}
+
 /// Default preset: N = 2^14, meets every target of DESIGN §4.
 ///
 /// * q = 3 × 50-bit (hand-off level 2: 150 bits) + 3 × 45-bit computation primes; P = 3 × 50 bits;

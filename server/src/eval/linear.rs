@@ -32,7 +32,10 @@ use rayon::prelude::*;
 
 use super::{Ct, EvalError, EvalKeys, EvalResult, Evaluator, PlainExt, PlainNtt};
 
-/// A matrix in row-major order.
+/// A dense matrix in row-major order: the evaluator's input type for linear transforms
+/// ([`LinearTransform`], [`super::BlockTransform::folded`]), which read its entries to build
+/// their diagonals. It lives here rather than with the model so that the evaluator depends on
+/// nothing above it; the model's layers hold their weights in it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Matrix {
     /// Number of rows (outputs).

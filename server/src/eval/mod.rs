@@ -18,7 +18,7 @@ mod periodic;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use client_core::cipher::Ciphertext;
+use client_core::cipher::{Ciphertext, SeededCiphertext};
 use client_core::encoding::Encoder;
 use client_core::keys::{
     ExpandedPublicKey, ExpandedSwitchingKey, KeyKind, PublicKey, SwitchingKey,
@@ -96,31 +96,67 @@ pub enum EvalError {
 pub type EvalResult<T> = Result<T, EvalError>;
 
 /// A ciphertext on the server: (c0, c1) in NTT form with its scale and tracked noise.
+///
+/// The parts are private to the evaluator: a `Ct` is only made from a validated ciphertext
+/// ([`Ct::from_client`], [`Ct::from_fresh`]) or by evaluator operations, so its residues, level
+/// and scale are always consistent and its noise estimate follows every change to c0 and c1.
 #[derive(Clone, Debug)]
 pub struct Ct {
-    /// c0.
-    pub c0: Poly<Ntt>,
-    /// c1.
-    pub c1: Poly<Ntt>,
+    c0: Poly<Ntt>,
+    c1: Poly<Ntt>,
     /// Scale Δ of the message.
-    pub scale: f64,
+    scale: f64,
     /// Estimated variance of each error coefficient.
-    pub noise_var: f64,
+    noise_var: f64,
 }
 
 /// Variance of a fresh symmetric encryption's error (centred binomial, η = 21).
 pub const FRESH_NOISE_VAR: f64 = ERROR_STD_DEV * ERROR_STD_DEV;
 
 impl Ct {
-    /// Wraps a validated client ciphertext (fresh: symmetric-encryption noise).
+    /// Wraps a freshly encrypted ciphertext after validating it (symmetric-encryption noise).
     pub fn from_fresh(ctx: &Context, ct: Ciphertext) -> EvalResult<Self> {
         ct.validate(ctx)?;
-        Ok(Self {
+        Ok(Self::fresh(ct))
+    }
+
+    /// The one entry point for a ciphertext from the network: expands c1 from the seed and
+    /// checks the basis, every residue, the scale's validity and that it is at `level`, once.
+    /// The scale's value is the protocol's to check (see [`Ct::scale`]).
+    pub fn from_client(
+        ctx: &Context,
+        ct: &SeededCiphertext,
+        level: usize,
+    ) -> Result<Self, client_core::Error> {
+        let ct = ct.expand(ctx)?;
+        ct.validate_level(ctx, level)?;
+        Ok(Self::fresh(ct))
+    }
+
+    fn fresh(ct: Ciphertext) -> Self {
+        Self {
             c0: ct.c0,
             c1: ct.c1,
             scale: ct.scale,
             noise_var: FRESH_NOISE_VAR,
-        })
+        }
+    }
+
+    /// Scale Δ of the message.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// Estimated variance of each error coefficient.
+    pub fn noise_var(&self) -> f64 {
+        self.noise_var
+    }
+
+    /// Accounts for error the ciphertext carries from before its encryption: a client's
+    /// re-encryption of a decrypted message keeps that message's error, which the fresh
+    /// encryption's estimate does not include.
+    pub fn add_noise_variance(&mut self, var: f64) {
+        self.noise_var += var;
     }
 
     /// The wire form (drops the noise estimate).

@@ -251,6 +251,40 @@ impl Evaluator {
         })
     }
 
+    /// Rescales by the top `primes` primes and labels the result with `scale`, the scale the
+    /// caller knows they leave (a product at `scale` times exactly those primes' product).
+    /// Dividing by the primes in f64 leaves rounding drift; the known scale is kept bit for bit
+    /// so that it does not accumulate over layers and scales compared exactly (such as the one a
+    /// client echoes back) still match. More than 1e-9 relative difference is a bug, not
+    /// rounding, and is an error.
+    pub fn rescale_to(&self, a: &Ct, primes: usize, scale: f64) -> EvalResult<Ct> {
+        let mut out = a.clone();
+        for _ in 0..primes {
+            out = self.rescale(&out)?;
+        }
+        if (out.scale / scale - 1.0).abs() > SCALE_TOLERANCE {
+            return Err(EvalError::ScaleMismatch(out.scale.log2(), scale.log2()));
+        }
+        out.scale = scale;
+        Ok(out)
+    }
+
+    /// ct + R for an exact integer polynomial R (NTT form over the ciphertext's primes), added
+    /// to c0: the message becomes Δ·m + R. The noise estimate is unchanged, since R is part of
+    /// the message, known exactly to whoever added it and removed by
+    /// [`Evaluator::sub_integer_mask`].
+    pub fn add_integer_mask(&self, ct: &mut Ct, mask: &Poly<Ntt>) -> EvalResult<()> {
+        ct.c0.add_assign(self.ctx(), mask)?;
+        Ok(())
+    }
+
+    /// ct − R for an exact integer polynomial R in NTT form (see
+    /// [`Evaluator::add_integer_mask`]); the noise estimate is unchanged.
+    pub fn sub_integer_mask(&self, ct: &mut Ct, mask: &Poly<Ntt>) -> EvalResult<()> {
+        ct.c0.sub_assign(self.ctx(), mask)?;
+        Ok(())
+    }
+
     /// Drops primes above `level` without rescaling (scale unchanged).
     pub fn drop_to_level(&self, a: &Ct, level: usize) -> EvalResult<Ct> {
         let mut out = a.clone();

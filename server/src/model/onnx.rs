@@ -14,8 +14,8 @@ use tract_onnx::data_resolver::FopenDataResolver;
 use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::prelude::*;
 
+use super::{FirstConv, Layer, Model};
 use crate::eval::Matrix;
-use crate::protocol::{FirstConv, Layer, Model};
 
 /// Errors of model import.
 #[derive(Debug, thiserror::Error)]

@@ -1,8 +1,6 @@
 //! The networked service's protocol logic, independent of the transport: what a session does
 //! with each frame (see `docs/protocol.md`).
 
-#[doc(hidden)]
-pub mod fuzz_harness;
 mod key_store;
 mod key_upload;
 pub mod metrics;

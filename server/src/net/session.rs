@@ -18,7 +18,8 @@ use super::key_store::KeyStore;
 use super::key_upload::{KeyUpload, KeyUploadError};
 use super::slots::{Slot, Slots};
 use crate::eval::{EvalKeys, Evaluator};
-use crate::protocol::{CompiledModel, Inference, ProtocolConfig, ProtocolError};
+use crate::model::CompiledModel;
+use crate::protocol::{Inference, ProtocolConfig, ProtocolError};
 
 /// What a session failed with: the code and message of the error frame to send.
 #[derive(Debug, Clone, PartialEq)]

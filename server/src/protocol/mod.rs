@@ -19,23 +19,31 @@
 //!
 //! The last layer is not permuted: its output goes to the client flooded, and only the client
 //! can decrypt it.
+//!
+//! Each step has its file: `perm` (HePerm: π, ρ, dummies, and the Clos network for layers over
+//! several ciphertexts), `refresh` (HeRefresh: the mask R, on the way out and back) and `relu`
+//! (HeReLU: the ReLU message, the client's signs, the product). `inference` runs them in order
+//! for one inference; `planner` checks the budgets they need, and `requirements` works out the
+//! levels, input layout and Galois keys a model needs under the protocol. The model and its slot
+//! layout are in [`crate::model`].
 
-mod clos;
-mod compiled;
 mod config;
-mod mask;
-mod model;
+mod inference;
+mod perm;
 mod planner;
-mod session;
+mod refresh;
+mod relu;
+mod requirements;
 
-pub use compiled::CompiledModel;
 pub use config::ProtocolConfig;
-pub use mask::IntegerMask;
-pub use model::{FirstConv, Layer, Model, ACTIVATION_CAP};
+pub use inference::{HidingAudit, Inference, RoundCost};
 pub use planner::{plan, plan_with, Margins, Plan};
-pub use session::{HidingAudit, Inference, RoundCost};
+pub use refresh::IntegerMask;
+
+use client_core::rand_core::Rng;
 
 use crate::eval::EvalError;
+use crate::model::ModelError;
 
 /// Errors of the protocol.
 #[derive(Debug, thiserror::Error)]
@@ -55,4 +63,20 @@ pub enum ProtocolError {
     /// A message arrived that the protocol state does not allow.
     #[error("protocol violation: {0}")]
     Violation(&'static str),
+}
+
+impl From<ModelError> for ProtocolError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::Malformed(m) => Self::Model(m),
+            ModelError::Eval(e) => Self::Eval(e),
+            ModelError::Core(e) => Self::Core(e),
+        }
+    }
+}
+
+/// A uniform draw in [0, 1) (53 bits), for the random factors of HePerm's dummies and of
+/// HeReLU's multiplier.
+fn uniform<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -17,7 +17,8 @@
 
 use client_core::params::{ParamSpec, Params, HEFUN_N16384};
 
-use super::{CompiledModel, ProtocolConfig, ProtocolError};
+use super::{ProtocolConfig, ProtocolError};
+use crate::model::CompiledModel;
 
 /// Noise bound (log2) assumed for a layer's output before re-randomisation.
 const LAYER_NOISE_BITS: f64 = 13.0;

@@ -1,11 +1,9 @@
 //! Test harness: a client (secret key) and the evaluator with uploaded keys.
 #![allow(dead_code)]
 
-pub mod world;
-
 use std::sync::Arc;
 
-use client_core::cipher::{decrypt, decrypt_slots, encrypt_symmetric};
+use client_core::cipher::{decrypt, decrypt_slots, encrypt_symmetric, Ciphertext};
 use client_core::encoding::precision_bits;
 use client_core::keys::SecretKey;
 use client_core::params::{ParamSpec, Params};
@@ -66,12 +64,13 @@ impl Harness {
             .unwrap()
             .expand(&self.ctx)
             .unwrap();
-        let shadow = Ct {
+        // The noiseless shadow is a trivial encryption (c1 = 0) of the same plaintext.
+        let trivial = Ciphertext {
             c0: pt.poly.into_ntt(&self.ctx).unwrap(),
             c1: Poly::<Ntt>::zero(&self.ctx, ct.c0.basis()).unwrap(),
             scale,
-            noise_var: 0.0,
         };
+        let shadow = Ct::from_fresh(&self.ctx, trivial).unwrap();
         (Ct::from_fresh(&self.ctx, ct).unwrap(), shadow)
     }
 
@@ -88,7 +87,12 @@ impl Harness {
     /// Largest |error coefficient| of `ct` against its noiseless shadow.
     pub fn measured_noise(&self, ct: &Ct, shadow: &Ct) -> f64 {
         let mut d = decrypt(&self.ctx, &self.sk, &ct.clone().into_ciphertext()).unwrap();
-        let s = shadow.c0.clone().into_coeff(&self.ctx).unwrap();
+        let s = shadow
+            .clone()
+            .into_ciphertext()
+            .c0
+            .into_coeff(&self.ctx)
+            .unwrap();
         d.sub_assign(&self.ctx, &s).unwrap();
         let e = IntPoly::reconstruct(&self.ctx, &d).unwrap();
         (0..e.len())

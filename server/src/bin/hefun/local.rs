@@ -16,8 +16,9 @@ use client_core::ring::Context;
 use client_core::sampling::Csprng;
 use indicatif::{ProgressBar, ProgressStyle};
 use server::demo::{argmax, InferenceReport, Session};
+use server::model::Layer;
 use server::net::tcp::Limits;
-use server::protocol::{Layer, Plan};
+use server::protocol::Plan;
 
 pub use crate::ms;
 use crate::prepared::{prepare, start_loopback, Prepared};

@@ -7,10 +7,11 @@ use anyhow::{bail, Context as _, Result};
 use client_core::params::HEFUN_N16384;
 use server::model::import;
 use server::model::mnist::MnistTest;
+use server::model::{CompiledModel, ACTIVATION_CAP};
 use server::net::metrics::Metrics;
 use server::net::tcp::{Background, Limits};
 use server::net::{KeyStore, Service};
-use server::protocol::{plan, CompiledModel, Plan, ACTIVATION_CAP};
+use server::protocol::{plan, Plan};
 
 /// Input length of the MNIST networks (28×28).
 const MNIST_INPUT: usize = 28 * 28;
@@ -44,7 +45,7 @@ pub struct Prepared {
     pub path: PathBuf,
     pub imported: server::model::ImportedModel,
     pub test: MnistTest,
-    pub model: server::protocol::Model,
+    pub model: server::model::Model,
     pub plan: Plan,
     pub value_bound: f64,
     pub calibration: usize,

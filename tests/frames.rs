@@ -1,8 +1,6 @@
 //! A whole inference with every message cut into limb frames, encoded to bytes, decoded and
 //! reassembled — and the assemblers refusing limbs that are out of order or out of range.
 
-mod common;
-
 use client_core::client::{ClientStep, InProcessClient, ServerInfo};
 use client_core::wire::assembled::{ClientMessage, ServerMessage};
 use client_core::wire::convert::{
@@ -10,7 +8,7 @@ use client_core::wire::convert::{
 };
 use client_core::wire::messages::{ClientFrame, ServerFrame};
 use client_core::wire::{decode_payload, encode_frame, split_frame, MAX_FRAME_LEN};
-use common::world::world;
+use hefun_tests::world::world;
 use server::protocol::Inference;
 
 /// Through bytes and back, checking every frame's size.
@@ -30,7 +28,7 @@ fn over_the_wire<T: serde::Serialize + serde::de::DeserializeOwned>(frames: Vec<
     out
 }
 
-fn to_server(w: &common::world::World, msg: &ClientMessage) -> ClientMessage {
+fn to_server(w: &hefun_tests::world::World, msg: &ClientMessage) -> ClientMessage {
     let mut asm = ClientMessageAssembler::default();
     let frames = over_the_wire(client_frames(msg, w.ctx.n()).unwrap());
     let last = frames.len() - 1;
@@ -47,7 +45,7 @@ fn to_server(w: &common::world::World, msg: &ClientMessage) -> ClientMessage {
     result.unwrap()
 }
 
-fn to_client(w: &common::world::World, msg: &ServerMessage) -> ServerMessage {
+fn to_client(w: &hefun_tests::world::World, msg: &ServerMessage) -> ServerMessage {
     let mut asm = ServerMessageAssembler::default();
     let mut result = None;
     for f in over_the_wire(server_frames(msg, w.ctx.n()).unwrap()) {

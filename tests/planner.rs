@@ -1,9 +1,7 @@
 //! The parameter planner: margins for realistic bounds, errors naming the failing budget.
 
-mod common;
-
 use client_core::params::COMPACT_N8192;
-use common::world::world;
+use hefun_tests::world::world;
 use server::protocol::{plan, plan_with, ProtocolError};
 
 #[test]

@@ -14,9 +14,10 @@ use client_core::rand_core::SeedableRng;
 use client_core::ring::Context;
 use client_core::sampling::Csprng;
 
-use super::{ServerSession, Service};
 use crate::eval::{Evaluator, Matrix};
-use crate::protocol::{CompiledModel, Layer, Model, ProtocolConfig, ProtocolError};
+use crate::model::{CompiledModel, Layer, Model};
+use crate::net::{ServerSession, Service};
+use crate::protocol::{ProtocolConfig, ProtocolError};
 
 fn layer(rows: usize, cols: usize, relu: bool) -> Layer {
     let data = (0..rows * cols)
@@ -111,16 +112,7 @@ pub fn drive_session(svc: &Service, data: &[u8]) -> Vec<ServerFrame> {
 }
 
 /// The hefun preset's structure on a ring small enough to fuzz the client quickly.
-pub const FUZZ_CLIENT_PARAMS: ParamSpec = ParamSpec {
-    name: "fuzz-hefun-n1024",
-    log_n: 10,
-    q_bits: &[50, 50, 50, 44, 44, 44, 44],
-    p_bits: &[50, 50],
-    digit_size: 2,
-    handoff_level: 2,
-    scale_bits: 88,
-    stat_sec_bits: 40,
-};
+pub const FUZZ_CLIENT_PARAMS: ParamSpec = HEFUN_N16384.on_ring("fuzz-hefun-n1024", 10);
 
 /// Feeds the frames in `data` to a fresh device client session (after its hello) until one
 /// fails to decode or the session errs; whatever the session sends is discarded. Between

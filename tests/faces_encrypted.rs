@@ -19,7 +19,8 @@ use server::demo::{argmax, generate_keys, Session};
 use server::eval::Evaluator;
 use server::model::mnist::MnistTest;
 use server::model::{import, ImportedModel};
-use server::protocol::{plan, CompiledModel, Inference, Model, Plan, ACTIVATION_CAP};
+use server::model::{CompiledModel, Model, ACTIVATION_CAP};
+use server::protocol::{plan, Inference, Plan};
 
 struct Faces {
     imported: ImportedModel,

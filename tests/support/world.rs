@@ -11,7 +11,8 @@ use client_core::ring::Context;
 use client_core::sampling::Csprng;
 use client_core::wire::assembled::ClientMessage;
 use server::eval::{EvalKeys, Evaluator, Matrix};
-use server::protocol::{CompiledModel, HidingAudit, Inference, Layer, Model, ProtocolConfig};
+use server::model::{CompiledModel, Layer, Model};
+use server::protocol::{HidingAudit, Inference, ProtocolConfig};
 
 pub struct World {
     pub ctx: Arc<Context>,

@@ -1,14 +1,21 @@
-//! HeRefresh's mask: a uniformly random integer polynomial R with coefficients in [−A, A], added
-//! to the refresh message in the coefficient domain and removed exactly after re-encryption.
+//! HeRefresh: the client re-encrypts a layer's output at the top level without learning it.
+//!
+//! The **refresh message** is the layer's output y' at the hand-off level, re-randomised, plus a
+//! uniformly random integer polynomial R with coefficients in [−A, A], A ≥ N·B·2^(s−1) for the
+//! bound B on the coefficients of Δ·y' + e, so that R hides them with statistical distance
+//! 2^-s. The client decrypts and re-encrypts it at the top level; the server removes R exactly.
 //!
 //! A is a power of two up to 2^190, beyond i128, so each coefficient is kept as X ∈ [0, 2A] in
 //! three 64-bit words and R = X − A is reduced into any RNS basis on demand.
 
+use client_core::cipher::{Ciphertext, SeededCiphertext};
 use client_core::rand_core::CryptoRng;
-use client_core::ring::{Basis, Coeff, Context, Poly};
+use client_core::ring::{Basis, Coeff, Context, Ntt, Poly};
 use zeroize::Zeroize;
 
+use super::config::ProtocolConfig;
 use super::ProtocolError;
+use crate::eval::{Ct, EvalKeys, Evaluator};
 
 /// Largest supported log2 of the mask bound.
 pub const MAX_MASK_BITS: u32 = 190;
@@ -87,6 +94,11 @@ impl IntegerMask {
         }
         Ok(out)
     }
+
+    /// R in NTT form over the ciphertext primes of `level`.
+    fn ntt(&self, ctx: &Context, level: usize) -> Result<Poly<Ntt>, ProtocolError> {
+        Ok(self.residues(ctx, Basis::level(level))?.into_ntt(ctx)?)
+    }
 }
 
 /// 2^e mod m.
@@ -108,6 +120,81 @@ fn le_power_of_two(x: &[u64; 3], e: u32) -> bool {
     let limit = 1u64 << bit;
     let below_zero = x.iter().take(word).all(|&w| w == 0);
     x[word] < limit || (x[word] == limit && below_zero)
+}
+
+/// What the server keeps of one refresh message until the client's re-encryption returns.
+pub(super) struct RefreshSecret {
+    mask: IntegerMask,
+    /// Noise variance of the message's error, which the re-encryption carries over.
+    noise_var: f64,
+}
+
+/// One outgoing refresh message.
+pub(super) struct RefreshMessage {
+    /// For the client.
+    pub(super) message: Ciphertext,
+    /// For the server, until the reply.
+    pub(super) secret: RefreshSecret,
+    /// The bound B on the coefficients of Δ·y' + e that the mask hides.
+    pub(super) coeff_bound: f64,
+    /// log2 of the mask bound A.
+    pub(super) mask_bits: f64,
+}
+
+/// The refresh message for `y_h` (at the hand-off level): re-randomised, plus a fresh mask
+/// R with A ≥ N·B·2^(s−1). Fails if A does not fit the hand-off modulus.
+pub(super) fn refresh_message<R: CryptoRng + ?Sized>(
+    eval: &Evaluator,
+    keys: &EvalKeys,
+    cfg: &ProtocolConfig,
+    y_h: &Ct,
+    rng: &mut R,
+) -> Result<RefreshMessage, ProtocolError> {
+    let ctx = eval.ctx();
+    let n = ctx.n();
+    let h = ctx.params().handoff_level();
+    let room = ctx.params().log_q(h) - 2.0;
+    let coeff_bound = y_h.scale() * cfg.value_bound + y_h.noise_bound();
+    let log_a = ((n as f64 * coeff_bound).log2() + cfg.stat_bits as f64 - 1.0).ceil();
+    if log_a + 1.0 > room {
+        return Err(ProtocolError::Budget(format!(
+            "refresh mask needs 2^{log_a:.0} but the hand-off modulus leaves 2^{room:.1}"
+        )));
+    }
+    let mask = IntegerMask::sample(n, log_a as u32, rng)?;
+    let mut refresh = eval.rerandomize(y_h, keys, rng)?;
+    eval.add_integer_mask(&mut refresh, &mask.ntt(ctx, h)?)?;
+    Ok(RefreshMessage {
+        message: refresh.into_ciphertext(),
+        secret: RefreshSecret {
+            mask,
+            noise_var: y_h.noise_var(),
+        },
+        coeff_bound,
+        mask_bits: log_a,
+    })
+}
+
+/// The client's re-encryption of a refresh message with the mask removed exactly:
+/// z' = Δ·y' + e at the top level. It must be at the top level and at `scale`, the scale of
+/// the message sent.
+pub(super) fn unmask(
+    eval: &Evaluator,
+    reencrypted: &SeededCiphertext,
+    secret: &RefreshSecret,
+    scale: f64,
+) -> Result<Ct, ProtocolError> {
+    let ctx = eval.ctx();
+    let top = ctx.params().top_level();
+    let mut z = Ct::from_client(ctx, reencrypted, top)?;
+    if z.scale() != scale {
+        return Err(ProtocolError::Violation(
+            "refreshed ciphertext at the wrong scale",
+        ));
+    }
+    z.add_noise_variance(secret.noise_var);
+    eval.sub_integer_mask(&mut z, &secret.mask.ntt(ctx, top)?)?;
+    Ok(z)
 }
 
 #[cfg(test)]

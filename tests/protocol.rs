@@ -1,11 +1,9 @@
 //! HeFUN end to end, in process: the client state machine against the server's rounds.
 
-mod common;
-
 use client_core::client::{ClientStep, InProcessClient, ServerInfo};
 use client_core::rand_core::Rng;
 use client_core::wire::assembled::{ClientMessage, ServerMessage};
-use common::world::{infer, random_layer, world, world_with};
+use hefun_tests::world::{infer, random_layer, world, world_with};
 use server::protocol::{Inference, ProtocolError};
 
 /// Output precision against the plaintext model. The output's flooding follows the tracked noise
@@ -85,7 +83,7 @@ fn out_of_order_messages_are_rejected() {
 #[test]
 fn an_output_wider_than_one_ciphertext_comes_back_in_class_order() {
     // 9,000 outputs: two output ciphertexts, not permuted.
-    let mut w = world_with(|rng| server::protocol::Model {
+    let mut w = world_with(|rng| server::model::Model {
         input_len: 16,
         layers: vec![
             random_layer(rng, 8, 16, true),

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use client_core::wire::messages::ServerFrame;
-use server::net::fuzz_harness::{decode_frames, drive_session, small_service};
+use server::fuzz_harness::{decode_frames, drive_session, small_service};
 
 fn inputs(dir: &str) -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -49,7 +49,7 @@ fn client_seed() -> Vec<u8> {
     use client_core::wire::input::InputSpec;
     use client_core::wire::messages::Purpose;
     use client_core::wire::{encode_frame, PROTOCOL_VERSION};
-    use server::net::fuzz_harness::FUZZ_CLIENT_PARAMS;
+    use server::fuzz_harness::FUZZ_CLIENT_PARAMS;
     let mut out = Vec::new();
     let hello = ServerFrame::Hello {
         version: PROTOCOL_VERSION,
@@ -82,7 +82,7 @@ fn client_seed() -> Vec<u8> {
 #[test]
 fn the_client_session_harness_reaches_an_inference() {
     use client_core::client::Event;
-    use server::net::fuzz_harness::drive_client_session;
+    use server::fuzz_harness::drive_client_session;
     let seed = client_seed();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/client-hello-round");
     if std::env::var_os("HEFUN_WRITE_FUZZ_SEEDS").is_some() {

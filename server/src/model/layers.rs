@@ -1,11 +1,10 @@
 //! A network as the protocol sees it: dense (or lowered convolutional) layers, each an affine
-//! map W·x + b, with ReLU between them.
-
-use crate::eval::Matrix;
+//! map W·x + b, with ReLU between them, and its calibration.
 
 use client_core::wire::input::Im2col;
 
-use super::ProtocolError;
+use super::ModelError;
+use crate::eval::Matrix;
 
 /// Largest hidden pre-activation [`Model::calibrated`] keeps as trained: with the 50 % margin
 /// the hidden layers' bound stays below 2^5, which the refresh mask's budget at N = 2^14
@@ -51,7 +50,7 @@ pub struct FirstConv {
 
 impl FirstConv {
     /// Checks the geometry against the first layer's dense form.
-    fn validate(&self, input_len: usize, first: &Layer) -> Result<(), ProtocolError> {
+    fn validate(&self, input_len: usize, first: &Layer) -> Result<(), ModelError> {
         let g = &self.gather;
         let (oh, ow) = g.output_dims()?;
         let window = g.kernel_h as usize * g.kernel_w as usize;
@@ -59,7 +58,7 @@ impl FirstConv {
             || self.kernel.len() != self.out_channels * window
             || first.weights.rows != self.out_channels * oh * ow
         {
-            return Err(ProtocolError::Model(
+            return Err(ModelError::Malformed(
                 "the first convolution does not match the first layer".into(),
             ));
         }
@@ -69,15 +68,15 @@ impl FirstConv {
 
 impl Model {
     /// Checks that consecutive layers fit together and that only the last layer lacks ReLU.
-    pub fn validate(&self) -> Result<(), ProtocolError> {
+    pub fn validate(&self) -> Result<(), ModelError> {
         let mut width = self.input_len;
         if self.layers.is_empty() {
-            return Err(ProtocolError::Model("no layers".into()));
+            return Err(ModelError::Malformed("no layers".into()));
         }
         for (i, layer) in self.layers.iter().enumerate() {
             let w = &layer.weights;
             if w.cols != width || w.data.len() != w.rows * w.cols || layer.bias.len() != w.rows {
-                return Err(ProtocolError::Model(format!(
+                return Err(ModelError::Malformed(format!(
                     "layer {i}: {}×{} weights and {} biases do not follow {width} inputs",
                     w.rows,
                     w.cols,
@@ -86,7 +85,7 @@ impl Model {
             }
             let last = i + 1 == self.layers.len();
             if layer.relu == last {
-                return Err(ProtocolError::Model(format!(
+                return Err(ModelError::Malformed(format!(
                     "layer {i}: ReLU must follow every layer but the last"
                 )));
             }

@@ -1,31 +1,31 @@
-//! A model laid out in the slots: periods, padded rows, replicas per layer, the client's input
-//! layout and the Galois keys every inference can need.
+//! A model laid out in the slots: periods, padded rows, replicas per layer and how each layer's
+//! input and output sit in ciphertexts, and the evaluator transforms that follow from them.
+//!
+//! What the layout costs under the protocol (levels per round, the client's input level, the
+//! Galois keys of every permutation) depends on the protocol's configuration and on HePerm, and
+//! is worked out in `crate::protocol` (`CompiledModel::round_levels`, `input_spec`,
+//! `rotation_steps`).
 
-use client_core::params::Params;
-use client_core::wire::input::InputSpec;
-
-use super::clos;
-use super::config::ProtocolConfig;
-use super::model::Model;
-use super::ProtocolError;
+use super::layers::Model;
+use super::ModelError;
 use crate::eval::{BlockTransform, Bsgs, LinearTransform, Matrix};
 
 /// Where a layer's vectors sit in the slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct LayerShape {
+pub(crate) struct LayerShape {
     /// Period of the input vector.
-    pub(super) in_period: usize,
+    pub(crate) in_period: usize,
     /// Period the transform works with (≥ in_period when a layer widens).
-    pub(super) lt_period: usize,
+    pub(crate) lt_period: usize,
     /// Rows of the (permuted, padded) matrix.
-    pub(super) rows: usize,
+    pub(crate) rows: usize,
     /// Period of the output vector.
-    pub(super) out_period: usize,
+    pub(crate) out_period: usize,
 }
 
 /// How a layer's input and output sit in ciphertexts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum LayerPlan {
+pub(crate) enum LayerPlan {
     /// One ciphertext in, one out: a [`LinearTransform`] with the permutation folded in.
     Single,
     /// Input over `inputs` full ciphertexts, output folded into one: a [`BlockTransform`] with
@@ -35,8 +35,8 @@ pub(super) enum LayerPlan {
         inputs: usize,
     },
     /// Output over `outputs` full ciphertexts: an unpermuted [`BlockTransform`], followed for a
-    /// hidden layer by the three permutation stages of [`super::clos`] (three more levels; the
-    /// output layer keeps the class order).
+    /// hidden layer by the three permutation stages of HePerm's Clos network (three more
+    /// levels; the output layer keeps the class order).
     Spread {
         /// Input ciphertexts.
         inputs: usize,
@@ -49,14 +49,11 @@ pub(super) enum LayerPlan {
     },
 }
 
-/// Levels the permutation stages of a [`LayerPlan::Spread`] layer consume.
-pub(super) const STAGE_LEVELS: usize = 3;
-
 /// A model with its slot layout worked out.
 pub struct CompiledModel {
-    pub(super) model: Model,
-    pub(super) shapes: Vec<LayerShape>,
-    pub(super) plans: Vec<LayerPlan>,
+    model: Model,
+    shapes: Vec<LayerShape>,
+    plans: Vec<LayerPlan>,
     /// (shift, copies) of the client's input layout.
     input_layout: (usize, usize),
     /// Most replicas each layer's transform may use.
@@ -69,7 +66,7 @@ fn next_pow2(x: usize) -> usize {
 
 impl CompiledModel {
     /// Lays `model` out for `slots` slots.
-    pub fn new(model: Model, slots: usize) -> Result<Self, ProtocolError> {
+    pub fn new(model: Model, slots: usize) -> Result<Self, ModelError> {
         model.validate()?;
         let mut d = next_pow2(model.input_len);
         // Input ciphertexts of the next layer (full ones when more than one).
@@ -92,7 +89,7 @@ impl CompiledModel {
             let outputs = m.div_ceil(slots);
             let columns = if gathered { 0 } else { layer.weights.cols };
             if columns > inputs * d {
-                return Err(ProtocolError::Model(format!(
+                return Err(ModelError::Malformed(format!(
                     "layer {i}: {columns} inputs do not fit {inputs} ciphertext(s) of period {d}"
                 )));
             }
@@ -116,7 +113,7 @@ impl CompiledModel {
             } else if inputs > 1 {
                 let p = next_pow2(rows);
                 if 2 * p > slots {
-                    return Err(ProtocolError::Model(format!(
+                    return Err(ModelError::Malformed(format!(
                         "layer {i}: {m} outputs of a layer over {inputs} ciphertexts must fit half a ciphertext ({slots} slots)"
                     )));
                 }
@@ -205,12 +202,12 @@ impl CompiledModel {
     /// [`LinearTransform::new_replicated`]): the client lays out the first layer's input that
     /// way, later inputs are re-laid out by the server, with as many replicas as minimise the
     /// estimated online cost (re-layout rotations against fewer products and steps).
-    pub(super) fn transform(
+    pub(crate) fn transform(
         &self,
         i: usize,
         matrix: &Matrix,
         slots: usize,
-    ) -> Result<LinearTransform, ProtocolError> {
+    ) -> Result<LinearTransform, ModelError> {
         let period = self.shapes[i].lt_period;
         Ok(LinearTransform::new_replicated_with(
             matrix,
@@ -224,7 +221,7 @@ impl CompiledModel {
     /// copies a real row j, drawn by `pick` from the rows it may copy. A gathered convolution's
     /// dummy at row g must copy a row at the same position (g mod P) so that its diagonals stay
     /// those of a convolution.
-    pub(super) fn spread_dummy_sources(
+    pub(crate) fn spread_dummy_sources(
         &self,
         i: usize,
         slots: usize,
@@ -255,14 +252,14 @@ impl CompiledModel {
     /// columns at the previous layer's positions `col_pos` (empty: in order) times `col_scale`,
     /// then the dummy rows: row m + u is `dummies[u]` = (source row, factor) times the factor.
     /// A gathered first convolution is Σ_t w[c][t]·patch_t: row c·P + p reads entry t·P + p.
-    pub(super) fn spread_transform(
+    pub(crate) fn spread_transform(
         &self,
         i: usize,
         col_pos: &[usize],
         col_scale: f64,
         dummies: &[(usize, f64)],
         slots: usize,
-    ) -> Result<BlockTransform, ProtocolError> {
+    ) -> Result<BlockTransform, ModelError> {
         let LayerPlan::Spread {
             inputs,
             outputs,
@@ -270,7 +267,7 @@ impl CompiledModel {
             ..
         } = self.plans[i]
         else {
-            return Err(ProtocolError::Model(format!("layer {i} is not spread")));
+            return Err(ModelError::Malformed(format!("layer {i} is not spread")));
         };
         let in_period = self.shapes[i].in_period;
         let layer = &self.model.layers[i];
@@ -319,33 +316,6 @@ impl CompiledModel {
         )?)
     }
 
-    /// Levels one round consumes at most, from the client's top-level re-encryption to the
-    /// next hand-off: the ReLU product, the re-layout if the next layer has one, the transform.
-    pub fn round_levels(&self, cfg: &ProtocolConfig) -> usize {
-        (1..self.shapes.len())
-            .map(|i| cfg.sign_primes + self.layer_levels(i, cfg))
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// Levels layer `i` consumes: its transform, a re-layout before it, permutation stages
-    /// after it.
-    pub(super) fn layer_levels(&self, i: usize, cfg: &ProtocolConfig) -> usize {
-        match self.plans[i] {
-            LayerPlan::Single => usize::from(i > 0 && self.replicas[i] >= 2) + cfg.rescale_primes,
-            LayerPlan::Folded { .. } => cfg.rescale_primes,
-            LayerPlan::Spread { permuted, .. } => {
-                cfg.rescale_primes + if permuted { STAGE_LEVELS } else { 0 }
-            }
-        }
-    }
-
-    /// Level of the client's input: high enough for the first layer to land at the hand-off
-    /// level (a smaller upload and a cheaper first layer than the top level).
-    pub(super) fn input_level(&self, params: &Params, cfg: &ProtocolConfig) -> usize {
-        params.handoff_level() + self.layer_levels(0, cfg)
-    }
-
     /// Number of ciphertexts of every hidden layer's output, and of the output.
     pub fn ciphertexts_per_layer(&self) -> Vec<usize> {
         self.plans
@@ -362,94 +332,28 @@ impl CompiledModel {
         &self.model
     }
 
+    /// Where every layer's vectors sit in the slots.
+    pub(crate) fn shapes(&self) -> &[LayerShape] {
+        &self.shapes
+    }
+
+    /// How layer `i`'s input and output sit in ciphertexts.
+    pub(crate) fn plan(&self, i: usize) -> LayerPlan {
+        self.plans[i]
+    }
+
+    /// Whether the server re-lays out layer `i`'s input into replicas (one more level).
+    pub(crate) fn relayouts(&self, i: usize) -> bool {
+        i > 0 && self.replicas[i] >= 2
+    }
+
+    /// (shift, copies) of the client's input layout.
+    pub(crate) fn input_layout(&self) -> (usize, usize) {
+        self.input_layout
+    }
+
     /// Number of rounds (hidden layers).
     pub fn rounds(&self) -> usize {
         self.model.layers.len() - 1
-    }
-
-    /// The input layout the client must use. The input is encrypted just high enough for the
-    /// first layer to land at the hand-off level: a smaller upload and cheaper first layer.
-    pub fn input_spec(&self, params: &Params, cfg: &ProtocolConfig) -> InputSpec {
-        let gather = match self.plans[0] {
-            LayerPlan::Spread { gathered: true, .. } => {
-                self.model.first_conv.as_ref().map(|c| c.gather)
-            }
-            _ => None,
-        };
-        InputSpec {
-            len: self.model.input_len as u32,
-            period: self.shapes[0].in_period as u32,
-            shift: self.input_layout.0 as u32,
-            copies: self.input_layout.1 as u32,
-            scale: cfg.scale,
-            level: self.input_level(params, cfg).min(params.top_level()) as u32,
-            gather,
-        }
-    }
-
-    /// Every rotation step any inference can need (the Galois keys to ask the client for).
-    /// Dense stand-ins have every diagonal, so each per-inference permutation needs a subset.
-    pub fn rotation_steps(&self, slots: usize) -> Result<Vec<i64>, ProtocolError> {
-        let mut steps = Vec::new();
-        for (i, s) in self.shapes.iter().enumerate() {
-            match self.plans[i] {
-                LayerPlan::Single => {}
-                LayerPlan::Folded { inputs } => {
-                    let dense = Matrix {
-                        rows: s.rows,
-                        cols: inputs * slots,
-                        data: vec![1.0; s.rows * inputs * slots],
-                    };
-                    steps.extend(BlockTransform::folded(&dense, slots, inputs)?.rotation_steps());
-                    continue;
-                }
-                LayerPlan::Spread {
-                    outputs,
-                    gathered,
-                    permuted,
-                    ..
-                } => {
-                    if gathered {
-                        // A gathered convolution's diagonals depend on the model and the
-                        // shape only (dummies copy a kernel at their own position).
-                        let dummies: Vec<(usize, f64)> = self
-                            .spread_dummy_sources(i, slots, |_| 0)
-                            .into_iter()
-                            .map(|j| (j, 1.0))
-                            .collect();
-                        let t = self.spread_transform(i, &[], 1.0, &dummies, slots)?;
-                        steps.extend(t.rotation_steps());
-                    } else {
-                        // Columns at the previous layer's random positions: any diagonal.
-                        let bsgs = Bsgs::balanced(1, s.in_period);
-                        steps.extend((1..bsgs.n1.min(s.in_period)).map(|b| b as i64));
-                        let giants = s.in_period.div_ceil(bsgs.n1);
-                        steps.extend((1..giants).map(|g| (g * bsgs.n1) as i64));
-                    }
-                    if permuted {
-                        steps.extend(clos::rotation_steps(
-                            outputs,
-                            slots,
-                            clos::grid_width(slots),
-                        )?);
-                    }
-                    continue;
-                }
-            }
-            let dense = Matrix {
-                rows: s.rows,
-                cols: s.in_period,
-                data: vec![1.0; s.rows * s.in_period],
-            };
-            let lt = self.transform(i, &dense, slots)?;
-            if i == 0 {
-                steps.extend(lt.rotation_steps());
-            } else {
-                steps.extend(lt.rotation_steps_from_periodic());
-            }
-        }
-        steps.sort_unstable();
-        steps.dedup();
-        Ok(steps)
     }
 }

@@ -2,8 +2,6 @@
 //! re-uploading its keys, and keeps inferring while hostile peers get the right error frame (or
 //! are dropped); memory does not grow with their number, and the metrics count them.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -18,7 +16,7 @@ use client_core::wire::messages::{ClientFrame, KeyId, Purpose, ServerFrame};
 use client_core::wire::{
     decode_payload, encode_frame, frame_len, ErrorCode, LEN_PREFIX, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
-use common::world::{world, World};
+use hefun_tests::world::{world, World};
 use server::net::metrics::Metrics;
 use server::net::tcp::{Background, Limits};
 use server::net::Service;
@@ -31,8 +29,7 @@ fn start(w: &World, limits: Limits) -> (Background, &'static Metrics) {
 fn start_with_uploads(w: &World, limits: Limits, uploads: usize) -> (Background, &'static Metrics) {
     let eval = server::eval::Evaluator::new(w.ctx.clone()).unwrap();
     let model =
-        server::protocol::CompiledModel::new(w.model.model().clone(), w.ctx.params().slots())
-            .unwrap();
+        server::model::CompiledModel::new(w.model.model().clone(), w.ctx.params().slots()).unwrap();
     let svc: &'static Service = Box::leak(Box::new(
         Service::new(eval, model, w.cfg.clone())
             .unwrap()

@@ -26,7 +26,7 @@ fn data() -> PathBuf {
 }
 
 fn hefun() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hefun"));
+    let mut c = Command::new(hefun_tests::hefun());
     c.env_remove("RUST_BACKTRACE");
     c
 }

@@ -16,12 +16,15 @@
 //! S/width multiples of it, so the three stages cost a few hundred plaintext products instead of
 //! tens of thousands, and three levels.
 
-use super::ProtocolError;
 use crate::eval::{BlockTransform, Bsgs};
+use crate::protocol::ProtocolError;
+
+/// Levels the three stages consume (one plaintext product each).
+pub(in crate::protocol) const STAGE_LEVELS: usize = 3;
 
 /// Row width of the grid for `slots` slots: stages 1 and 3 have about 2·width diagonals per
 /// ciphertext, stage 2 S/width per pair of ciphertexts; this balances them.
-pub(super) fn grid_width(slots: usize) -> usize {
+pub(in crate::protocol) fn grid_width(slots: usize) -> usize {
     ((slots as f64).sqrt() as usize)
         .next_power_of_two()
         .min(slots)
@@ -159,7 +162,7 @@ fn stage_from_entries(
 }
 
 /// Every rotation step any permutation's stages can need over `cts` ciphertexts.
-pub(super) fn rotation_steps(
+pub(in crate::protocol) fn rotation_steps(
     cts: usize,
     slots: usize,
     width: usize,

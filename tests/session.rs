@@ -1,15 +1,13 @@
 //! The server's sans-I/O session driven frame by frame: handshake, key upload, inferences, a
 //! second session that skips the upload, and hostile sequences answered with the right code.
 
-mod common;
-
 use client_core::client::{ClientStep, InProcessClient, ServerInfo};
 use client_core::keys::{PublicKey, SwitchingKeyGenerator};
 use client_core::wire::convert::{client_frames, public_key_frames, ServerMessageAssembler};
 use client_core::wire::input::InputSpec;
 use client_core::wire::messages::{ClientFrame, KeyId, ServerFrame};
 use client_core::wire::{ErrorCode, PROTOCOL_VERSION};
-use common::world::{world, World};
+use hefun_tests::world::{world, World};
 use server::net::{ServerSession, Service, SessionError};
 
 fn hello(w: &World, key_id: Option<KeyId>) -> ClientFrame {
@@ -78,8 +76,7 @@ fn infer(w: &mut World, s: &mut ServerSession<'_>, spec: &InputSpec, x: &[f64]) 
 fn service(w: &World) -> Service {
     let eval = server::eval::Evaluator::new(w.ctx.clone()).unwrap();
     let model =
-        server::protocol::CompiledModel::new(w.model.model().clone(), w.ctx.params().slots())
-            .unwrap();
+        server::model::CompiledModel::new(w.model.model().clone(), w.ctx.params().slots()).unwrap();
     Service::new(eval, model, w.cfg.clone()).unwrap()
 }
 
