@@ -3,6 +3,8 @@
 
 use core::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::ring::Basis;
 
 /// Errors of the CKKS client core.
@@ -91,7 +93,7 @@ pub enum Error {
     /// The transport failed or ended mid-frame.
     Io,
     /// The server ended the session with an error frame of this code.
-    Refused(crate::wire::ErrorCode),
+    Refused(ErrorCode),
 }
 
 impl fmt::Display for Error {
@@ -137,11 +139,9 @@ impl fmt::Display for Error {
                 write!(f, "{what} index {index} out of range (have {len})")
             }
             Error::Decode(what) => write!(f, "decode error: {what}"),
-            Error::FrameTooLarge { len } => write!(
-                f,
-                "frame of {len} bytes is empty or above the limit of {} bytes",
-                crate::wire::MAX_FRAME_LEN
-            ),
+            Error::FrameTooLarge { len } => {
+                write!(f, "frame of {len} bytes is empty or above the frame limit")
+            }
             Error::Io => write!(f, "transport error or end of stream inside a frame"),
             Error::Refused(code) => write!(f, "the server refused: {code:?}"),
         }
@@ -152,3 +152,34 @@ impl core::error::Error for Error {}
 
 /// Result alias of this crate.
 pub type Result<T> = core::result::Result<T, Error>;
+
+/// Stable error codes of the wire's error frames (numbers never change meaning; new ones are
+/// appended). `crate::wire` re-exports it.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// A frame did not decode, or had trailing bytes.
+    Malformed = 1,
+    /// A frame's length prefix exceeds `wire::MAX_FRAME_LEN` or is zero.
+    FrameTooLarge = 2,
+    /// The peer speaks another protocol version.
+    UnsupportedVersion = 3,
+    /// A message that is not allowed in the current state.
+    UnexpectedMessage = 4,
+    /// Key material is missing, duplicated, out of order or malformed.
+    BadKey = 5,
+    /// A ciphertext has the wrong level or length, or residues not below their primes.
+    BadCiphertext = 6,
+    /// A round id that is unknown or was already answered.
+    UnknownRound = 7,
+    /// The peer was too slow.
+    Timeout = 8,
+    /// The server is at its session limit.
+    Busy = 9,
+    /// The key id is not known to the server (upload the keys).
+    UnknownKey = 10,
+    /// Something failed on the server that is not the client's fault.
+    Internal = 11,
+    /// A message larger than the server holds for one session (bytes in flight).
+    LimitExceeded = 12,
+}

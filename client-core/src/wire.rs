@@ -9,7 +9,7 @@
 use alloc::vec::Vec;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 
@@ -19,7 +19,7 @@ pub mod input;
 pub mod messages;
 
 /// Version of the wire protocol, exchanged in the handshake.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
@@ -28,35 +28,8 @@ pub const LEN_PREFIX: usize = 4;
 /// around it.
 pub const MAX_FRAME_LEN: usize = 160 * 1024;
 
-/// Stable error codes of error frames (numbers never change meaning; new ones are appended).
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ErrorCode {
-    /// A frame did not decode, or had trailing bytes.
-    Malformed = 1,
-    /// A frame's length prefix exceeds [`MAX_FRAME_LEN`] or is zero.
-    FrameTooLarge = 2,
-    /// The peer speaks another protocol version.
-    UnsupportedVersion = 3,
-    /// A message that is not allowed in the current state.
-    UnexpectedMessage = 4,
-    /// Key material is missing, duplicated, out of order or malformed.
-    BadKey = 5,
-    /// A ciphertext has the wrong level or length, or residues not below their primes.
-    BadCiphertext = 6,
-    /// A round id that is unknown or was already answered.
-    UnknownRound = 7,
-    /// The peer was too slow.
-    Timeout = 8,
-    /// The server is at its session limit.
-    Busy = 9,
-    /// The key id is not known to the server (upload the keys).
-    UnknownKey = 10,
-    /// Something failed on the server that is not the client's fault.
-    Internal = 11,
-    /// A message larger than the server holds for one session (bytes in flight).
-    LimitExceeded = 12,
-}
+/// Stable error codes of error frames (defined with the crate's errors, which carry them).
+pub use crate::error::ErrorCode;
 
 /// Writes `msg` as one frame (prefix and payload) at the end of `out`.
 pub fn encode_frame<T: Serialize + ?Sized>(msg: &T, out: &mut Vec<u8>) -> Result<()> {
@@ -234,6 +207,7 @@ pub fn read_frame<R: embedded_io::Read, T: DeserializeOwned>(
 mod tests {
     use super::*;
     use alloc::vec;
+    use serde::Deserialize;
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     enum Msg {
