@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Serialize, Deserialize)]
 struct RawPoly {
     basis: Basis,
-    data: Vec<u8>,
+    #[serde(with = "client_core::ring::serde_limbs")]
+    data: Vec<u64>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -92,26 +93,25 @@ fn hostile_ciphertexts_are_rejected() {
 
     // A residue ≥ q.
     let mut bad = raw.clone();
-    bad.c1.data[8 * 17..8 * 18].copy_from_slice(&u64::MAX.to_le_bytes());
+    bad.c1.data[17] = u64::MAX;
     assert!(matches!(
         decode_ct(&bad).validate(&s.ctx),
         Err(Error::ResidueOutOfRange { limb: 0, index: 17 })
     ));
     // Too few words.
     let mut bad = raw.clone();
-    bad.c0.data.truncate(bad.c0.data.len() - 8);
+    bad.c0.data.truncate(bad.c0.data.len() - 1);
     assert!(matches!(
         decode_ct(&bad).validate(&s.ctx),
         Err(Error::LengthMismatch { .. })
     ));
-    // Not a whole number of words: the decoder itself refuses.
-    let mut bad = raw.clone();
-    bad.c0.data.pop();
-    assert!(postcard::from_bytes::<Ciphertext>(&postcard::to_allocvec(&bad).unwrap()).is_err());
+    // Packed bytes cut short: the decoder itself refuses.
+    let bytes = postcard::to_allocvec(&raw).unwrap();
+    assert!(postcard::from_bytes::<Ciphertext>(&bytes[..bytes.len() - 1]).is_err());
     // c0 and c1 at different levels.
     let mut bad = raw.clone();
     bad.c1.basis = Basis::level(0);
-    bad.c1.data.truncate(8 * s.ctx.n());
+    bad.c1.data.truncate(s.ctx.n());
     assert!(matches!(
         decode_ct(&bad).validate(&s.ctx),
         Err(Error::BasisMismatch { .. })
@@ -176,7 +176,7 @@ fn hostile_keys_and_params_are_rejected() {
     let mut raw: RawSeeded =
         postcard::from_bytes(&postcard::to_allocvec(&seeded).unwrap()).unwrap();
     let q0 = s.ctx.modulus_at(0).value();
-    raw.c0.data[..8].copy_from_slice(&q0.to_le_bytes());
+    raw.c0.data[0] = q0;
     let bad: SeededCiphertext =
         postcard::from_bytes(&postcard::to_allocvec(&raw).unwrap()).unwrap();
     assert!(matches!(
@@ -214,7 +214,7 @@ fn hostile_keys_and_params_are_rejected() {
     assert!(pk.expand(&s.ctx).is_ok());
     let mut raw: RawPublicKey = postcard::from_bytes(&postcard::to_allocvec(&pk).unwrap()).unwrap();
     raw.b.basis = Basis::level(0);
-    raw.b.data.truncate(8 * s.ctx.n());
+    raw.b.data.truncate(s.ctx.n());
     let bad: PublicKey = postcard::from_bytes(&postcard::to_allocvec(&raw).unwrap()).unwrap();
     assert!(matches!(
         bad.expand(&s.ctx),

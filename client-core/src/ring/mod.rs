@@ -9,7 +9,7 @@ mod basis;
 mod context;
 mod crt;
 mod poly;
-pub(crate) mod serde_limbs;
+pub mod serde_limbs;
 
 pub use basis::Basis;
 pub use context::{Context, Ring};

@@ -285,9 +285,19 @@ mod tests {
             limb: limb.clone(),
         };
         let len = round_trip(&frame);
-        // 8 bytes per word plus a few bytes of header.
-        assert!(len > 16384 * 8 && len < 16384 * 8 + 64, "{len}");
-        assert!(len <= MAX_FRAME_LEN);
+        // 50 bits per word plus a few bytes of header; a 64-bit limb fits as well.
+        assert!(len > 16384 * 50 / 8 && len < 16384 * 50 / 8 + 64, "{len}");
+        let wide = ServerFrame::CiphertextLimb {
+            ct: 0,
+            component: 1,
+            scale: 1.0,
+            limbs: 7,
+            limb: Limb {
+                index: 0,
+                words: vec![u64::MAX; 16384],
+            },
+        };
+        assert!(round_trip(&wide) <= MAX_FRAME_LEN);
         let seeded = ClientFrame::SeededLimb {
             ct: 0,
             seed: [3; 32],
@@ -295,7 +305,7 @@ mod tests {
             limbs: 7,
             limb,
         };
-        assert!(round_trip(&seeded) < 16384 * 8 + 96);
+        assert!(round_trip(&seeded) < 16384 * 50 / 8 + 96);
         frame.validate().unwrap();
         seeded.validate().unwrap();
     }
@@ -351,7 +361,7 @@ mod tests {
     }
 
     #[test]
-    fn odd_byte_counts_in_limbs_are_rejected() {
+    fn limbs_cut_short_are_rejected() {
         let mut buf = Vec::new();
         encode_frame(
             &ClientFrame::PublicKeyLimb {
@@ -364,12 +374,13 @@ mod tests {
             &mut buf,
         )
         .unwrap();
-        // Drop one byte of the last word and fix up the lengths: not a whole number of words.
+        // Two 3-bit words: one byte. Drop it and fix up the byte-string length: the header's
+        // count and width no longer match the bytes.
         let payload = &buf[super::super::LEN_PREFIX..];
         let mut cut = payload[..payload.len() - 1].to_vec();
-        let len_pos = cut.len() - 16; // the byte-string length (16) precedes the 15 bytes left
-        assert_eq!(cut[len_pos], 16);
-        cut[len_pos] = 15;
+        let len_pos = cut.len() - 1;
+        assert_eq!(cut[len_pos], 1);
+        cut[len_pos] = 0;
         assert!(decode_payload::<ClientFrame>(&cut).is_err());
     }
 }
