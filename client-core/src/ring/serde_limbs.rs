@@ -2,10 +2,11 @@
 //! the words w bits each, least significant first, in ⌈count·w/8⌉ bytes.
 //!
 //! Residues modulo a b-bit prime are uniform below it, so w is b for any real limb: 50-bit
-//! residues take 50 bits instead of a 64-bit word (22 % fewer bytes; 31 % at 44 bits). The bytes
-//! are produced one at a time into the serializer, so a sender never holds a packed copy of a
-//! limb, and postcard writes a sequence of bytes exactly as a byte string, which the receiver
-//! reads borrowed and unpacks in one pass.
+//! residues take 50 bits instead of a 64-bit word (22 % fewer bytes; 31 % at 44 bits). Without
+//! `std` (the device) the bytes are produced one at a time into the serializer, so a sender never
+//! holds a packed copy of a limb; hosts pack into one buffer first, which is faster. postcard
+//! writes a sequence of bytes exactly as a byte string, so both give the same frames, and the
+//! receiver reads the string borrowed and unpacks it in one pass.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -41,24 +42,42 @@ struct Packed<'a> {
     bits: u32,
 }
 
-impl Serialize for Packed<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let len = packed_len(self.data.len(), self.bits);
-        let mut seq = serializer.serialize_seq(Some(len))?;
+impl Packed<'_> {
+    /// Hands the packed bytes to `emit`, in order.
+    fn pack<E>(&self, mut emit: impl FnMut(u8) -> Result<(), E>) -> Result<(), E> {
         // Up to 7 pending bits plus one 64-bit word.
         let (mut acc, mut pending) = (0u128, 0u32);
         for &w in self.data {
             acc |= u128::from(w) << pending;
             pending += self.bits;
             while pending >= 8 {
-                seq.serialize_element(&(acc as u8))?;
+                emit(acc as u8)?;
                 acc >>= 8;
                 pending -= 8;
             }
         }
         if pending > 0 {
-            seq.serialize_element(&(acc as u8))?;
+            emit(acc as u8)?;
         }
+        Ok(())
+    }
+}
+
+impl Serialize for Packed<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let len = packed_len(self.data.len(), self.bits);
+        if cfg!(feature = "std") {
+            // Hosts pack into one buffer: a byte string is written in one call, several times
+            // faster than a byte at a time, and postcard writes both forms identically.
+            let mut bytes = Vec::with_capacity(len);
+            self.pack(|b| {
+                bytes.push(b);
+                Ok::<(), S::Error>(())
+            })?;
+            return serializer.serialize_bytes(&bytes);
+        }
+        let mut seq = serializer.serialize_seq(Some(len))?;
+        self.pack(|b| seq.serialize_element(&b))?;
         seq.end()
     }
 }
