@@ -188,7 +188,7 @@ impl Session {
         report.prepare = t.elapsed();
         let start = Instant::now();
         let info = ServerInfo::in_process(server.input_spec(), self.model.rounds() as u32);
-        let mut client = InProcessClient::new(&self.ctx, &self.sk, info);
+        let mut client = InProcessClient::new(&self.ctx, &self.sk, info).with_clock(nanos);
         let mut sent = (0, 0);
         let mut bytes = |client: &InProcessClient<'_>| {
             let now = (client.bytes_up, client.bytes_down);
@@ -198,9 +198,14 @@ impl Session {
         };
 
         let t = Instant::now();
-        let first = client.start(input, &mut self.client_rng)?;
+        let (framing, first) = (
+            client.transport_ticks,
+            client.start(input, &mut self.client_rng)?,
+        );
         let mut layer = LayerReport {
-            client: t.elapsed(),
+            client: t
+                .elapsed()
+                .saturating_sub(Duration::from_nanos(client.transport_ticks - framing)),
             bytes_up: bytes(&client).0,
             ..LayerReport::default()
         };
@@ -211,9 +216,12 @@ impl Session {
         let mut msg = server.on_input(&cts)?;
         layer.server = t.elapsed();
         loop {
-            let t = Instant::now();
+            let (t, framing) = (Instant::now(), client.transport_ticks);
             let step = client.handle(&msg, &mut self.client_rng)?;
-            let client_time = t.elapsed();
+            // The frames' encoding and decoding is the transport's, as over TCP.
+            let client_time = t
+                .elapsed()
+                .saturating_sub(Duration::from_nanos(client.transport_ticks - framing));
             let (up, down) = bytes(&client);
             layer.bytes_down = down;
             report.layers.push(layer);
@@ -249,6 +257,12 @@ impl Session {
         report.bytes_down = report.layers.iter().map(|l| l.bytes_down).sum();
         Ok(report)
     }
+}
+
+/// Nanoseconds on a monotonic clock, for the in-process transport's accounting.
+fn nanos() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 /// Index of the largest value.

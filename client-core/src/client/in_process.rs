@@ -35,6 +35,10 @@ pub struct InProcessClient<'a> {
     pub bytes_up: usize,
     /// Bytes of the frames received.
     pub bytes_down: usize,
+    clock: Option<fn() -> u64>,
+    /// Ticks of the clock ([`InProcessClient::with_clock`]) spent building, encoding, decoding
+    /// and assembling frames: the transport's share, not the client's.
+    pub transport_ticks: u64,
 }
 
 /// Encodes `frame` as the wire does and decodes it again: what the peer receives.
@@ -59,7 +63,20 @@ impl<'a> InProcessClient<'a> {
             ctx,
             bytes_up: 0,
             bytes_down: 0,
+            clock: None,
+            transport_ticks: 0,
         }
+    }
+
+    /// Counts the ticks of `clock` (any monotonic counter) spent on frames, so that callers can
+    /// tell the client's work from the in-process transport's.
+    pub fn with_clock(mut self, clock: fn() -> u64) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.map_or(0, |c| c())
     }
 
     /// The session underneath.
@@ -87,8 +104,13 @@ impl<'a> InProcessClient<'a> {
         rng: &mut R,
     ) -> Result<ClientStep> {
         let mut frames = Vec::new();
-        for frame in server_frames(msg, self.ctx.n())? {
+        let t = self.now();
+        let server = server_frames(msg, self.ctx.n())?;
+        self.transport_ticks += self.now() - t;
+        for frame in server {
+            let t = self.now();
             let frame: ServerFrame = through_wire(&frame, &mut self.bytes_down)?;
+            self.transport_ticks += self.now() - t;
             let event = self
                 .session
                 .on_frame(frame, rng, |f| Self::collect(&mut frames, f))?;
@@ -114,6 +136,13 @@ impl<'a> InProcessClient<'a> {
     }
 
     fn assemble(&mut self, frames: Vec<ClientFrame>) -> Result<Option<ClientMessage>> {
+        let t = self.now();
+        let msg = self.assemble_untimed(frames);
+        self.transport_ticks += self.now() - t;
+        msg
+    }
+
+    fn assemble_untimed(&mut self, frames: Vec<ClientFrame>) -> Result<Option<ClientMessage>> {
         let mut asm = ClientMessageAssembler::default();
         let mut msg = None;
         for f in frames {
