@@ -13,8 +13,8 @@
 #
 # Usage: scripts/qemu-e2e.sh [IMAGES]   (default 1; the firmware stores 4 MNIST test images)
 # Under QEMU the UART moves about 30–40 KB/s towards the device and ~400 KB/s from it (QEMU
-# hands over one byte per main-loop iteration), so the 138 MB key upload takes about 5 minutes
-# and each inference (4 MB each way) about 2.5 minutes.
+# hands over one byte per main-loop iteration), so the 102 MB key upload takes about 4 minutes
+# and each inference (3 MB each way) about 2 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 images=${1:-1}
