@@ -66,6 +66,7 @@ fn client_seed() -> Vec<u8> {
         },
         rotations: vec![1, 2],
         rounds: 1,
+        round_inputs: Vec::new(),
         keys_known: true,
     };
     encode_frame(&hello, &mut out).unwrap();

@@ -1,9 +1,10 @@
 //! HeFUN end to end, in process: the client state machine against the server's rounds.
 
 use client_core::client::{ClientStep, InProcessClient, ServerInfo};
+use client_core::params::HEFUN_N8192;
 use client_core::rand_core::Rng;
 use client_core::wire::assembled::{ClientMessage, ServerMessage};
-use hefun_tests::world::{infer, random_layer, world, world_with};
+use hefun_tests::world::{infer, random_layer, world, world_on, world_with, World};
 use server::protocol::{Inference, ProtocolError};
 
 /// Output precision against the plaintext model. The output's flooding follows the tracked noise
@@ -11,9 +12,30 @@ use server::protocol::{Inference, ProtocolError};
 /// measured, 11.9 in the worst trial.
 const MIN_OUTPUT_BITS: f64 = 11.5;
 
+/// The sign-magnitude round on the light preset, with the same random network as [`world`].
+fn light_world() -> World {
+    world_on(&HEFUN_N8192, |rng| server::model::Model {
+        input_len: 64,
+        layers: vec![
+            random_layer(rng, 40, 64, true),
+            random_layer(rng, 20, 40, true),
+            random_layer(rng, 10, 20, false),
+        ],
+        first_conv: None,
+    })
+}
+
 #[test]
 fn encrypted_inference_matches_plaintext() {
-    let mut w = world();
+    matches_plaintext(world());
+}
+
+#[test]
+fn sign_magnitude_inference_matches_plaintext() {
+    matches_plaintext(light_world());
+}
+
+fn matches_plaintext(mut w: World) {
     for trial in 0..3u8 {
         let x: Vec<f64> = (0..64)
             .map(|_| w.rng.next_u64() as f64 / u64::MAX as f64)
@@ -34,7 +56,15 @@ fn encrypted_inference_matches_plaintext() {
 
 #[test]
 fn permutations_are_fresh_per_inference() {
-    let mut w = world();
+    fresh_permutations(world());
+}
+
+#[test]
+fn sign_magnitude_permutations_are_fresh_per_inference() {
+    fresh_permutations(light_world());
+}
+
+fn fresh_permutations(mut w: World) {
     let x = vec![0.5; 64];
     let t1 = infer(&mut w, &x, 1);
     let t2 = infer(&mut w, &x, 2);
@@ -100,4 +130,41 @@ fn an_output_wider_than_one_ciphertext_comes_back_in_class_order() {
     eprintln!("wide output: {bits:.1} bits");
     // The worst of 9,000 values rather than of 10: 11.3 bits measured.
     assert!(bits >= 10.0, "{bits:.1} bits");
+}
+
+/// Every message of the sign-magnitude round is flooded to the preset's statistical security,
+/// and no more than the planner budgeted for: the evaluator's noise estimate of each outgoing
+/// ciphertext (re-randomisation included) stays under the planner's assumed bound.
+#[test]
+fn sign_magnitude_flooding_meets_the_plan() {
+    let mut w = light_world();
+    let plan =
+        server::protocol::plan_sign_magnitude(&HEFUN_N8192, &w.model, 16.0, 40, 10.0).unwrap();
+    let x: Vec<f64> = (0..64)
+        .map(|_| w.rng.next_u64() as f64 / u64::MAX as f64)
+        .collect();
+    let trace = infer(&mut w, &x, 5);
+    // Two rounds and the output.
+    assert_eq!(trace.audits.len(), 3);
+    for audit in &trace.audits {
+        let f = audit.flood;
+        assert!(f.stat_bits >= 40.0, "{audit:?}");
+        assert!(
+            f.flood_bits <= plan.margins.flood_bits,
+            "layer {}: flooding 2^{} above the plan's 2^{}",
+            audit.layer,
+            f.flood_bits,
+            plan.margins.flood_bits
+        );
+        // No refresh mask in this round.
+        assert_eq!(audit.mask_bits, 0.0);
+    }
+    // The client answered with fresh encryptions only: no signs group.
+    for msg in &trace.client_messages[1..] {
+        let ClientMessage::RoundReply(r) = msg else {
+            panic!("expected a round reply")
+        };
+        assert!(r.signs.is_empty());
+        assert_eq!(r.refreshed.len(), 1);
+    }
 }

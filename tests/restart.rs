@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use client_core::client::{ClientSession, DeviceBackend, KeySeed};
 use client_core::host::tcp::Connection;
-use client_core::params::{Params, HEFUN_N16384};
+use client_core::params::{Params, HEFUN_N8192};
 use client_core::rand_core::SeedableRng;
 use client_core::sampling::Csprng;
 use server::demo::argmax;
@@ -184,14 +184,15 @@ fn device_client_uploads_its_keys_and_matches_the_plaintext_model() {
     let test = MnistTest::load(&data().join("mnist")).unwrap();
     let mut server = start_server(&dir, "127.0.0.1:0", "server-device.log");
 
-    let params = Params::from_spec(&HEFUN_N16384).unwrap();
+    let params = Params::from_spec(&HEFUN_N8192).unwrap();
     let mut rng = Csprng::from_seed([42; 32]);
     let key_seed = KeySeed::new(zeroize::Zeroizing::new([43; 32]));
     let backend = DeviceBackend::new(&params, &mut key_seed.secret_key_rng()).unwrap();
     let session = ClientSession::new(backend, key_seed.public_key_rng());
     let mut conn = Connection::open_session(&server.addr, session, &mut rng).unwrap();
+    // The light preset's keys: no relinearisation key, few rotations (under 20 MB).
     assert!(
-        conn.key_upload > 100_000_000,
+        (1_000_000..20_000_000).contains(&conn.key_upload),
         "keys uploaded: {}",
         conn.key_upload
     );
@@ -208,7 +209,7 @@ fn device_client_uploads_its_keys_and_matches_the_plaintext_model() {
         }
     }
     // The device backend builds plans as limbs need them; a host backend never does.
-    assert!(conn.session().counters().plan_builds > 1000);
+    assert!(conn.session().counters().plan_builds > 100);
     conn.close().unwrap();
     server.child.kill().unwrap();
     server.child.wait().unwrap();

@@ -19,7 +19,7 @@ pub mod input;
 pub mod messages;
 
 /// Version of the wire protocol, exchanged in the handshake.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;

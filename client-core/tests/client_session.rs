@@ -71,6 +71,7 @@ fn server_hello(rotations: &[i64], keys_known: bool, rounds: u32, input: InputSp
         input,
         rotations: rotations.to_vec(),
         rounds,
+        round_inputs: Vec::new(),
         keys_known,
     }
 }
@@ -212,6 +213,7 @@ fn info(input: InputSpec, rounds: u32) -> ServerInfo {
         input,
         rotations: Vec::new(),
         rounds,
+        round_inputs: Vec::new(),
         keys_known: true,
     }
 }

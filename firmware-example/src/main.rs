@@ -19,7 +19,7 @@ mod uart;
 use alloc::vec::Vec;
 
 use client_core::client::{ClientSession, DeviceBackend, Event, KeySeed, Limits, Link};
-use client_core::params::{Params, HEFUN_N16384};
+use client_core::params::{Params, HEFUN_N8192};
 use client_core::rand_core::SeedableRng;
 use client_core::sampling::{random_seed, Csprng};
 use client_core::wire::messages::ClientFrame;
@@ -173,7 +173,7 @@ fn main() -> ! {
     if images == 0 || images > stored {
         fail("images= must be between 1 and the number of stored images");
     }
-    let params = match Params::from_spec(&HEFUN_N16384) {
+    let params = match Params::from_spec(&HEFUN_N8192) {
         Ok(p) => p,
         Err(e) => {
             defmt::error!("preset: {}", e);

@@ -239,6 +239,7 @@ const SEAL_N8192: ParamSpec = ParamSpec {
     handoff_level: 0,
     scale_bits: 40,
     stat_sec_bits: 0,
+    round: client_core::params::RoundKind::Refresh,
 };
 
 /// See [`SEAL_N8192`]: N = 2^14 with primes [60, 40, 40, 40, 40 | 60].
@@ -251,6 +252,7 @@ const SEAL_N16384: ParamSpec = ParamSpec {
     handoff_level: 0,
     scale_bits: 40,
     stat_sec_bits: 0,
+    round: client_core::params::RoundKind::Refresh,
 };
 
 /// The operations of `tools/seal_reference.py --evaluator` at SEAL's parameters, on a top-level

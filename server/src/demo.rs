@@ -86,7 +86,11 @@ pub fn generate_keys(
     rng: &mut Csprng,
 ) -> Result<(EvalKeys, usize), ProtocolError> {
     let n = ctx.n();
-    let mut requested = vec![KeyKind::Relinearization];
+    // Only the refresh round multiplies ciphertexts.
+    let mut requested = Vec::new();
+    if ctx.params().round() == client_core::params::RoundKind::Refresh {
+        requested.push(KeyKind::Relinearization);
+    }
     requested.extend(
         rotation_steps
             .iter()
@@ -112,6 +116,7 @@ pub fn generate_keys(
         },
         rotations: rotation_steps.to_vec(),
         rounds: 0,
+        round_inputs: Vec::new(),
         keys_known: false,
     };
     client.hello(|_| Ok(()))?;
@@ -154,7 +159,7 @@ impl Session {
     ) -> Result<Self, ProtocolError> {
         let ctx = Arc::new(Context::new(params)?);
         let eval = Evaluator::new(ctx.clone())?;
-        let model = CompiledModel::new(model, params.slots())?;
+        let model = CompiledModel::for_round(model, params.slots(), cfg.round)?;
         let mut client_rng = Csprng::from_seed(client_seed);
         let start = Instant::now();
         let sk = SecretKey::generate(&ctx, &mut client_rng)?;
@@ -187,7 +192,8 @@ impl Session {
         server.prepare()?;
         report.prepare = t.elapsed();
         let start = Instant::now();
-        let info = ServerInfo::in_process(server.input_spec(), self.model.rounds() as u32);
+        let info = ServerInfo::in_process(server.input_spec(), self.model.rounds() as u32)
+            .with_round_inputs(server.round_input_specs());
         let mut client = InProcessClient::new(&self.ctx, &self.sk, info).with_clock(nanos);
         let mut sent = (0, 0);
         let mut bytes = |client: &InProcessClient<'_>| {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use client_core::client::{ClientStep, InProcessClient, KeySeed, ServerInfo};
 use client_core::encoding::Encoder;
 use client_core::keys::SecretKey;
-use client_core::params::{Params, HEFUN_N16384};
+use client_core::params::{ParamSpec, Params, RoundKind, HEFUN_N16384};
 use client_core::rand_core::{Rng, SeedableRng};
 use client_core::ring::Context;
 use client_core::sampling::Csprng;
@@ -53,18 +53,31 @@ pub fn world() -> World {
 
 /// A world for the model `make` draws.
 pub fn world_with(make: impl FnOnce(&mut Csprng) -> Model) -> World {
-    let params = Params::from_spec(&HEFUN_N16384).unwrap();
+    world_on(&HEFUN_N16384, make)
+}
+
+/// A world on preset `spec` for the model `make` draws. Under the sign-magnitude round the
+/// protocol configuration is the planner's for pre-activations up to 16.
+pub fn world_on(spec: &ParamSpec, make: impl FnOnce(&mut Csprng) -> Model) -> World {
+    let params = Params::from_spec(spec).unwrap();
     let ctx = Arc::new(Context::new(&params).unwrap());
     let encoder = Encoder::new(params.log_n());
     let mut rng = Csprng::from_seed([77; 32]);
     let key_seed = KeySeed::new(zeroize::Zeroizing::new([78; 32]));
     let sk = SecretKey::generate(&ctx, &mut key_seed.secret_key_rng()).unwrap();
     let model = make(&mut rng);
-    let model = CompiledModel::new(model, params.slots()).unwrap();
+    let model = CompiledModel::for_round(model, params.slots(), params.round()).unwrap();
     let eval = Evaluator::new(ctx.clone()).unwrap();
     let steps = model.rotation_steps(params.slots()).unwrap();
     let (keys, _) = server::demo::generate_keys(&ctx, &sk, &steps, &mut rng).unwrap();
-    let cfg = ProtocolConfig::for_params(&params, 2, 16.0);
+    let cfg = match params.round() {
+        RoundKind::Refresh => ProtocolConfig::for_params(&params, 2, 16.0),
+        RoundKind::SignMagnitude => {
+            server::protocol::plan_sign_magnitude(spec, &model, 16.0, 40, 10.0)
+                .unwrap()
+                .cfg
+        }
+    };
     World {
         ctx,
         encoder,
@@ -96,7 +109,8 @@ pub struct Trace {
 pub fn infer(w: &mut World, x: &[f64], seed: u8) -> Trace {
     let mut server = Inference::new(&w.eval, w.keys.clone(), &w.model, &w.cfg, [seed; 32]);
     let perm = server.permutation(0).unwrap().to_vec();
-    let info = ServerInfo::in_process(server.input_spec(), w.model.rounds() as u32);
+    let info = ServerInfo::in_process(server.input_spec(), w.model.rounds() as u32)
+        .with_round_inputs(server.round_input_specs());
     let mut client = InProcessClient::new(&w.ctx, &w.sk, info);
     let first = client.start(x, &mut w.rng).unwrap();
     let mut client_messages = vec![first.clone()];

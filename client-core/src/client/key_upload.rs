@@ -117,7 +117,11 @@ where
         sent
     })?;
 
-    let mut kinds = vec![KeyKind::Relinearization];
+    // Only the refresh round multiplies ciphertexts.
+    let mut kinds = Vec::with_capacity(rotations.len() + 1);
+    if backend.ring().params().round() == crate::params::RoundKind::Refresh {
+        kinds.push(KeyKind::Relinearization);
+    }
     for &r in rotations {
         let g = galois_element_for_rotation(n, r);
         check_galois_element(n, g)?;

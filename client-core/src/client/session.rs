@@ -2,11 +2,17 @@
 //! frames, mirroring the server's `ServerSession`.
 //!
 //! Hello → (key upload) → ready ⇄ inference. Per inference the client (1) encrypts its input in
-//! the layout the server's hello asked for; (2) for each hidden layer answers one round: it
-//! decrypts the ReLU messages and keeps the signs of their first period, decrypts the refresh
-//! messages to integer polynomials, then returns fresh encryptions of the signs and the refresh
-//! polynomials re-encrypted at the top level (no decoding); (3) decrypts the output. It never
-//! sees weights, the neuron order, or unmasked pre-activations.
+//! the layout the server's hello asked for; (2) for each hidden layer answers one round;
+//! (3) decrypts the output. A round goes as the preset says ([`RoundKind`]):
+//!
+//! * **sign-magnitude** (the default preset): the client decrypts the ReLU messages' first
+//!   period v and returns one fresh encryption of the pairs (v, |v|), laid out as the hello's
+//!   `round_inputs` say;
+//! * **refresh** (HeFUN as published): it keeps the signs of the ReLU messages' first period,
+//!   decrypts the refresh messages to integer polynomials, then returns fresh encryptions of
+//!   the signs and the refresh polynomials re-encrypted at the top level (no decoding).
+//!
+//! It never sees weights, the neuron order, or unmasked pre-activations.
 //!
 //! Frames go out through a `send` callback as they are produced (a key upload is thousands of
 //! frames; nothing is buffered), and incoming ciphertexts are decrypted as their limbs arrive.
@@ -22,6 +28,7 @@ use super::key_upload::{public_key_limbs, upload, PublicKeyDraws};
 use super::limbs::{send_encryption, Incoming, Message, Target};
 use crate::encoding::{max_coefficient, Encoder};
 use crate::error::{Error, Result};
+use crate::params::RoundKind;
 use crate::ring::IntPoly;
 use crate::sampling::Csprng;
 use crate::wire::input::{check_period, periodic, InputSpec};
@@ -39,6 +46,9 @@ pub struct ServerInfo {
     pub rotations: Vec<i64>,
     /// Rounds per inference.
     pub rounds: u32,
+    /// The layout of each round's reply under the sign-magnitude round (empty under the
+    /// refresh round).
+    pub round_inputs: Vec<InputSpec>,
     /// Whether the server already held the client's keys.
     pub keys_known: bool,
 }
@@ -52,8 +62,15 @@ impl ServerInfo {
             input,
             rotations: Vec::new(),
             rounds,
+            round_inputs: Vec::new(),
             keys_known: true,
         }
+    }
+
+    /// The same with the sign-magnitude round's reply layouts.
+    pub fn with_round_inputs(mut self, round_inputs: Vec<InputSpec>) -> Self {
+        self.round_inputs = round_inputs;
+        self
     }
 }
 
@@ -115,8 +132,11 @@ struct Round {
     period: usize,
     sign_scale: f64,
     count: u16,
-    /// Signs (true: non-negative) of the first period of each ReLU message taken so far.
+    /// Signs (true: non-negative) of the first period of each ReLU message taken so far
+    /// (refresh round).
     signs: Vec<bool>,
+    /// The first period of each ReLU message taken so far (sign-magnitude round).
+    values: Vec<f64>,
     /// Refresh messages decrypted so far.
     refreshed: Vec<(IntPoly, f64)>,
     /// False while ReLU messages arrive, true once the refresh group began.
@@ -345,6 +365,7 @@ impl<B: Backend> ClientSession<B> {
                     input,
                     rotations,
                     rounds,
+                    round_inputs,
                     keys_known,
                 },
             ) => {
@@ -358,11 +379,13 @@ impl<B: Backend> ClientSession<B> {
                 }
                 let slots = self.backend.ring().params().slots();
                 input.ciphertexts(slots)?;
+                self.check_round_inputs(rounds, &round_inputs)?;
                 self.server = Some(ServerInfo {
                     model_id,
                     input,
                     rotations,
                     rounds,
+                    round_inputs,
                     keys_known,
                 });
                 if keys_known {
@@ -445,6 +468,7 @@ impl<B: Backend> ClientSession<B> {
                     sign_scale,
                     count,
                     signs: Vec::new(),
+                    values: Vec::new(),
                     refreshed: Vec::new(),
                     refresh: false,
                     ct: None,
@@ -518,6 +542,30 @@ impl<B: Backend> ClientSession<B> {
                     r.ct = Some(incoming);
                     return Ok((State::Round(r), Event::Pending));
                 };
+                if self.sign_magnitude() {
+                    let decoded = self.encoder.decode(&int, incoming.scale());
+                    int.zeroize();
+                    let mut values = decoded?;
+                    // A value that is not finite is answered as 0: the reply stays well-formed
+                    // whatever arrives.
+                    r.values.extend(values[..r.period].iter().map(|&v| {
+                        if v.is_finite() {
+                            v
+                        } else {
+                            0.0
+                        }
+                    }));
+                    values.zeroize();
+                    if r.values.len() < r.period * usize::from(r.count) {
+                        return Ok((State::Round(r), Event::Pending));
+                    }
+                    let round = r.round;
+                    self.reply_sign_magnitude(r, rng, send)?;
+                    return Ok((
+                        State::AwaitGroup { round: round + 1 },
+                        Event::RoundAnswered(round),
+                    ));
+                }
                 if !r.refresh {
                     let decoded = self.encoder.decode(&int, incoming.scale());
                     int.zeroize();
@@ -645,6 +693,91 @@ impl<B: Backend> ClientSession<B> {
         result
     }
 
+    /// True when this client's preset runs the sign-magnitude round.
+    fn sign_magnitude(&self) -> bool {
+        self.backend.ring().params().round() == RoundKind::SignMagnitude
+    }
+
+    /// Checks a hello's reply layouts against the preset's round and this client's limits.
+    fn check_round_inputs(&self, rounds: u32, round_inputs: &[InputSpec]) -> Result<()> {
+        let params = self.backend.ring().params();
+        if !self.sign_magnitude() {
+            return match round_inputs.is_empty() {
+                true => Ok(()),
+                false => Err(Error::Decode("reply layouts for a refresh-round preset")),
+            };
+        }
+        if round_inputs.len() != rounds as usize {
+            return Err(Error::Decode("one reply layout per round expected"));
+        }
+        for spec in round_inputs {
+            let cts = spec.ciphertexts(params.slots())?;
+            if cts > usize::from(self.limits.max_round_ciphertexts) {
+                return Err(Error::Decode(
+                    "a round of more ciphertexts than this client can hold",
+                ));
+            }
+            if spec.level as usize > params.top_level() {
+                return Err(Error::InvalidParams("reply level above the top level"));
+            }
+            if spec.gather.is_some() || spec.len % 2 != 0 {
+                return Err(Error::Decode("a reply layout must hold pairs (v, |v|)"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The sign-magnitude round's reply: the ReLU messages' values v and their magnitudes |v|,
+    /// side by side, laid out as the next layer asks and freshly encrypted.
+    fn reply_sign_magnitude<R, F>(&mut self, mut r: Round, rng: &mut R, send: &mut F) -> Result<()>
+    where
+        R: CryptoRng + ?Sized,
+        F: FnMut(&ClientFrame) -> Result<()>,
+    {
+        let spec = self
+            .server
+            .as_ref()
+            .and_then(|s| s.round_inputs.get(r.round as usize))
+            .cloned()
+            .ok_or(Error::Decode("no reply layout for this round"))?;
+        let params = self.backend.ring().params();
+        let slots = params.slots();
+        let mut pairs: Zeroizing<Vec<f64>> = Zeroizing::new(Vec::with_capacity(2 * r.values.len()));
+        for values in r.values.chunks(r.period) {
+            pairs.extend_from_slice(values);
+            pairs.extend(values.iter().map(|v| v.abs()));
+        }
+        r.values.zeroize();
+        if pairs.len() != spec.len as usize {
+            return Err(Error::Decode(
+                "the round's values do not match its reply layout",
+            ));
+        }
+        let layout = Zeroizing::new(spec.layout(&pairs, slots)?);
+        drop(pairs);
+        let count = u16::try_from(layout.len())
+            .map_err(|_| Error::InvalidParams("reply needs too many ciphertexts"))?;
+        let level = spec.level as usize;
+        for (ct, values) in layout.iter().enumerate() {
+            let coeffs = self.encode(values, spec.scale, level)?;
+            let target = Target {
+                purpose: Purpose::Refreshed(r.round),
+                ct: ct as u16,
+                count,
+            };
+            self.limbs_sent += send_encryption(
+                &mut self.backend,
+                target,
+                &Message::Coefficients(&coeffs),
+                spec.scale,
+                level,
+                rng,
+                send,
+            )?;
+        }
+        Ok(())
+    }
+
     /// Δ·m for `values` at `scale`, checked to fit below Q_level / 2.
     fn encode(&self, values: &[f64], scale: f64, level: usize) -> Result<Zeroizing<Vec<f64>>> {
         let max = max_coefficient(self.backend.ring().params(), level);
@@ -660,7 +793,8 @@ impl Round {
         if self.refresh {
             self.refreshed.len()
         } else {
-            self.signs.len() / self.period
+            // One of the two is used, by the round's kind.
+            (self.signs.len() + self.values.len()) / self.period
         }
     }
 }

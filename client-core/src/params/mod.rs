@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use crate::arith::{is_prime, MAX_PRIME_BITS, MIN_PRIME_BITS};
 use crate::error::{Error, Result};
 
-pub use presets::{ParamSpec, COMPACT_N8192, DEFAULT_N16384, HEFUN_N16384, PRESETS};
+pub use presets::{
+    ParamSpec, RoundKind, COMPACT_N8192, DEFAULT_N16384, HEFUN_N16384, HEFUN_N8192, PRESETS,
+};
 pub use primes::ntt_primes;
 pub use security::{check_128_bit, max_log_qp, SecurityMargin};
 
@@ -43,6 +45,7 @@ pub struct Params {
     handoff_level: u32,
     scale_bits: u32,
     stat_sec_bits: u32,
+    round: RoundKind,
 }
 
 impl Params {
@@ -67,6 +70,7 @@ impl Params {
             handoff_level: spec.handoff_level,
             scale_bits: spec.scale_bits,
             stat_sec_bits: spec.stat_sec_bits,
+            round: spec.round,
         };
         params.validate_structure()?;
         Ok(params)
@@ -196,6 +200,11 @@ impl Params {
     /// covers with statistical distance at most 2^-stat_sec_bits over a whole ciphertext.
     pub fn stat_sec_bits(&self) -> u32 {
         self.stat_sec_bits
+    }
+
+    /// How the protocol's rounds go with this set.
+    pub fn round(&self) -> RoundKind {
+        self.round
     }
 
     /// Primes per gadget digit (α).

@@ -30,6 +30,23 @@ pub struct ParamSpec {
     pub scale_bits: u32,
     /// Statistical security parameter of refresh masks and noise flooding.
     pub stat_sec_bits: u32,
+    /// How a hidden layer's round goes.
+    pub round: RoundKind,
+}
+
+/// How one round (one hidden layer's activation) goes between server and client.
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RoundKind {
+    /// HeFUN as published: a ReLU message and a masked refresh message down; fresh signs and
+    /// the re-encrypted refresh message up; the server multiplies them (one ct×ct product and
+    /// two rescales per round).
+    Refresh,
+    /// The sign-magnitude round (`docs/light-client.md`): only the flooded ReLU message
+    /// v = ρ·y·|r| + ε goes down; the client returns one fresh encryption of (v, |v|) laid out
+    /// as the next layer asks, and the server folds ρ/2|r| and 1/2|r| into that layer's
+    /// columns. No refresh mask, no ciphertext product, no rescale: one level.
+    SignMagnitude,
 }
 
 impl ParamSpec {
@@ -61,6 +78,7 @@ pub const DEFAULT_N16384: ParamSpec = ParamSpec {
     handoff_level: 2,
     scale_bits: 45,
     stat_sec_bits: 40,
+    round: RoundKind::Refresh,
 };
 
 /// Compact preset for small microcontrollers: N = 2^13, 128-bit RLWE security, but it **lowers the
@@ -80,6 +98,7 @@ pub const COMPACT_N8192: ParamSpec = ParamSpec {
     handoff_level: 1,
     scale_bits: 38,
     stat_sec_bits: 30,
+    round: RoundKind::Refresh,
 };
 
 /// The HeFUN protocol preset at N = 2^14: scales of two primes, so that the ReLU message keeps
@@ -104,7 +123,31 @@ pub const HEFUN_N16384: ParamSpec = ParamSpec {
     handoff_level: 2,
     scale_bits: 88,
     stat_sec_bits: 40,
+    round: RoundKind::Refresh,
+};
+
+/// The light-client preset (issue 16): the sign-magnitude round on N = 2^13, one level.
+///
+/// * q = 3 × 43-bit primes, all at the top (nothing is ever rescaled), P = 2 × 43 bits, α = 2
+///   (two digits; P covers the larger). log2(QP) ≈ 215 ≤ 218: 128-bit secure.
+/// * The scale is the client's Δ_c (inputs and every round's reply; a power of two, not a prime
+///   product); the server's weights are at Δ_w = 2^30. A layer's output sits at Δ_c·Δ_w and must
+///   hold |y|·|r| below Q/2 = 2^128 with its 2^-40 flooding: the planner
+///   (`plan_sign_magnitude`) picks Δ_c per model as large as that allows, since the flooding
+///   noise that reaches the activations, |ε|/|r|, shrinks by one bit per bit of Δ_c.
+///   `scale_bits` is the default it starts from.
+/// * No relinearisation key; every switching key is 2 digits × 5 limbs.
+pub const HEFUN_N8192: ParamSpec = ParamSpec {
+    name: "hefun-n8192",
+    log_n: 13,
+    q_bits: &[43, 43, 43],
+    p_bits: &[43, 43],
+    digit_size: 2,
+    handoff_level: 2,
+    scale_bits: 86,
+    stat_sec_bits: 40,
+    round: RoundKind::SignMagnitude,
 };
 
 /// All presets, default first.
-pub const PRESETS: &[&ParamSpec] = &[&DEFAULT_N16384, &COMPACT_N8192, &HEFUN_N16384];
+pub const PRESETS: &[&ParamSpec] = &[&HEFUN_N8192, &DEFAULT_N16384, &COMPACT_N8192, &HEFUN_N16384];

@@ -68,7 +68,10 @@ pub fn client_frames(msg: &ClientMessage, n: usize) -> Result<Vec<ClientFrame>> 
     match msg {
         ClientMessage::Input(cts) => seeded_frames(Purpose::Input, cts, n, &mut out)?,
         ClientMessage::RoundReply(r) => {
-            seeded_frames(Purpose::Signs(r.round), &r.signs, n, &mut out)?;
+            // The sign-magnitude round's reply has no signs group.
+            if !r.signs.is_empty() {
+                seeded_frames(Purpose::Signs(r.round), &r.signs, n, &mut out)?;
+            }
             seeded_frames(Purpose::Refreshed(r.round), &r.refreshed, n, &mut out)?;
         }
     }
@@ -111,7 +114,10 @@ pub fn server_frames(msg: &ServerMessage, n: usize) -> Result<Vec<ServerFrame>> 
         ServerMessage::Round(r) => {
             let (round, period, s) = (r.round, r.period, r.sign_scale);
             full_frames(Purpose::Relu(round), &r.relu, period, s, n, &mut out)?;
-            full_frames(Purpose::Refresh(round), &r.refresh, period, s, n, &mut out)?;
+            // The sign-magnitude round sends no refresh messages.
+            if !r.refresh.is_empty() {
+                full_frames(Purpose::Refresh(round), &r.refresh, period, s, n, &mut out)?;
+            }
         }
         ServerMessage::Output(o) => {
             full_frames(Purpose::Output, &o.output, o.len, 0.0, n, &mut out)?;
@@ -240,7 +246,8 @@ impl ClientMessageAssembler {
                     return Err(Error::Decode("ciphertexts started inside another group"));
                 }
                 let expected = match (&self.signs, purpose) {
-                    (None, Purpose::Input | Purpose::Signs(_)) => true,
+                    // A `Refreshed` group without signs is a sign-magnitude round's reply.
+                    (None, Purpose::Input | Purpose::Signs(_) | Purpose::Refreshed(_)) => true,
                     (Some((r, _)), Purpose::Refreshed(n)) => *r == n,
                     _ => false,
                 };
@@ -273,7 +280,7 @@ impl ClientMessageAssembler {
                         Ok(None)
                     }
                     Purpose::Refreshed(round) => {
-                        let (_, signs) = self.signs.take().ok_or(Error::Decode("no signs"))?;
+                        let signs = self.signs.take().map(|(_, s)| s).unwrap_or_default();
                         Ok(Some(ClientMessage::RoundReply(RoundReply {
                             round,
                             signs,
@@ -294,6 +301,18 @@ impl ClientMessageAssembler {
 pub struct ServerMessageAssembler {
     group: Option<(Group, u32, f64)>,
     relu: Option<(u32, u32, f64, Vec<Ciphertext>)>,
+    /// Rounds are ReLU messages only (the sign-magnitude round).
+    relu_only: bool,
+}
+
+impl ServerMessageAssembler {
+    /// An assembler for a preset whose rounds go as `round` says.
+    pub fn for_round(round: crate::params::RoundKind) -> Self {
+        Self {
+            relu_only: round == crate::params::RoundKind::SignMagnitude,
+            ..Self::default()
+        }
+    }
 }
 
 fn full(done: Vec<(Vec<Poly<Ntt>>, f64, Seed)>) -> Vec<Ciphertext> {
@@ -349,6 +368,15 @@ impl ServerMessageAssembler {
                     self.group.take().ok_or(Error::Decode("no group"))?;
                 let cts = full(group.done);
                 match group.purpose {
+                    Purpose::Relu(round) if self.relu_only => {
+                        Ok(Some(ServerMessage::Round(RoundRequest {
+                            round,
+                            period: len,
+                            sign_scale,
+                            relu: cts,
+                            refresh: Vec::new(),
+                        })))
+                    }
                     Purpose::Relu(round) => {
                         self.relu = Some((round, len, sign_scale, cts));
                         Ok(None)

@@ -33,6 +33,8 @@ pub const MAX_ROTATIONS: usize = 256;
 pub const MAX_MESSAGE_LEN: usize = 256;
 /// Most ciphertexts in one protocol message.
 pub const MAX_CIPHERTEXTS: u16 = 64;
+/// Most rounds (hidden layers) a server may announce.
+pub const MAX_ROUNDS: usize = 64;
 
 /// One limb of a polynomial (NTT form): little-endian 64-bit words.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +138,9 @@ pub enum ServerFrame {
         rotations: Vec<i64>,
         /// Rounds per inference.
         rounds: u32,
+        /// For a preset with the sign-magnitude round, how to lay out each round's reply
+        /// (one per round: the pair (v, |v|) as the next layer's input); empty otherwise.
+        round_inputs: Vec<InputSpec>,
         /// Whether the server already holds the client's keys (skip the upload).
         keys_known: bool,
     },
@@ -214,10 +219,14 @@ impl ServerFrame {
     pub fn validate(&self) -> Result<()> {
         match self {
             ServerFrame::Hello {
-                preset, rotations, ..
+                preset,
+                rotations,
+                round_inputs,
+                ..
             } => {
                 check(preset.len() <= MAX_NAME_LEN, "preset name too long")?;
-                check(rotations.len() <= MAX_ROTATIONS, "too many rotation keys")
+                check(rotations.len() <= MAX_ROTATIONS, "too many rotation keys")?;
+                check(round_inputs.len() <= MAX_ROUNDS, "too many rounds")
             }
             ServerFrame::CiphertextsBegin { count, .. } => check(
                 (1..=MAX_CIPHERTEXTS).contains(count),

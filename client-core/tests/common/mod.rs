@@ -46,6 +46,7 @@ pub fn small_ctx(log_n: u32) -> Context {
         handoff_level: 0,
         scale_bits: 20,
         stat_sec_bits: 0,
+        round: client_core::params::RoundKind::Refresh,
     };
     Context::new(&Params::from_spec_insecure(&spec).unwrap()).unwrap()
 }

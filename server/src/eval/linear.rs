@@ -99,6 +99,17 @@ pub struct TransformCost {
 /// Encoded diagonals at one level: (giant step j, [(baby step i, plaintext)]).
 type EncodedDiagonals = Arc<Vec<(usize, Vec<(usize, PlainNtt)>)>>;
 
+/// The scale a transform's diagonals are encoded at, and so what follows the products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum DiagScale {
+    /// The product of the top `n` primes, rescaled away after the sum: `n` levels consumed,
+    /// the input's scale kept.
+    Primes(usize),
+    /// 2^bits, not rescaled: no level consumed, the output at the input's scale times 2^bits
+    /// (the sign-magnitude round, whose every layer reads a fresh top-level input).
+    PowerOfTwo(u32),
+}
+
 /// A compiled linear transform.
 pub struct LinearTransform {
     rows: usize,
@@ -106,9 +117,12 @@ pub struct LinearTransform {
     period: usize,
     layout: Layout,
     n1: usize,
+    /// Giant steps summed Horner-style with the one rotation n1 (see
+    /// [`LinearTransform::new_replicated_compact`]).
+    horner: bool,
     /// Pre-rotated non-zero diagonals grouped by giant step: j → [(i, values over one period)].
     groups: BTreeMap<usize, Vec<(usize, Vec<f64>)>>,
-    cache: Mutex<HashMap<(usize, usize), EncodedDiagonals>>,
+    cache: Mutex<HashMap<(usize, DiagScale), EncodedDiagonals>>,
     /// Block masks of the re-layout, per level.
     masks: Mutex<HashMap<usize, Arc<Vec<PlainExt>>>>,
 }
@@ -211,6 +225,7 @@ impl LinearTransform {
             period: d,
             layout,
             n1,
+            horner: false,
             groups,
             cache: Mutex::new(HashMap::new()),
             masks: Mutex::new(HashMap::new()),
@@ -232,6 +247,30 @@ impl LinearTransform {
         slots: usize,
         max_blocks: usize,
     ) -> EvalResult<Self> {
+        Self::build_replicated(w, period, slots, max_blocks, false)
+    }
+
+    /// [`LinearTransform::new_replicated_with`] for a client with few Galois keys: about half
+    /// the baby steps, and the giant steps summed Horner-style,
+    /// G_0 + rot_n1(G_1 + rot_n1(G_2 + …)), so they all use the one key of n1. As many
+    /// rotations, fewer of them hoisted and none in parallel: a little more server time for
+    /// a key set a microcontroller can upload.
+    pub fn new_replicated_compact(
+        w: &Matrix,
+        period: usize,
+        slots: usize,
+        max_blocks: usize,
+    ) -> EvalResult<Self> {
+        Self::build_replicated(w, period, slots, max_blocks, true)
+    }
+
+    fn build_replicated(
+        w: &Matrix,
+        period: usize,
+        slots: usize,
+        max_blocks: usize,
+        compact: bool,
+    ) -> EvalResult<Self> {
         check_shape(w, period, slots)?;
         let d = period;
         let out_period = next_pow2(w.rows);
@@ -250,7 +289,10 @@ impl LinearTransform {
         let diags: Vec<Vec<f64>> = (0..count)
             .map(|k| diagonal(w, d, k, |i| i % row_mod))
             .collect();
-        let n1 = baby_step_count(m, m);
+        let n1 = match compact {
+            true => (baby_step_count(m, m) / 2).max(1),
+            false => baby_step_count(m, m),
+        };
         let mut groups: BTreeMap<usize, Vec<(usize, Vec<f64>)>> = BTreeMap::new();
         for i in 0..m {
             // E_i[b·d + u] = diag_{b·m+i}[(u − i) mod d], then rotated left by the baby step j
@@ -278,6 +320,7 @@ impl LinearTransform {
                 out_period: if wide { out_period } else { d },
             },
             n1,
+            horner: compact,
             groups,
             cache: Mutex::new(HashMap::new()),
             masks: Mutex::new(HashMap::new()),
@@ -359,12 +402,18 @@ impl LinearTransform {
                 .filter(|&i| i != 0)
                 .map(|i| i as i64),
         );
-        steps.extend(
-            self.groups
-                .keys()
-                .filter(|&&j| j != 0)
-                .map(|&j| (j * self.n1) as i64),
-        );
+        if self.horner {
+            if self.groups.keys().any(|&j| j != 0) {
+                steps.insert(self.n1 as i64);
+            }
+        } else {
+            steps.extend(
+                self.groups
+                    .keys()
+                    .filter(|&&j| j != 0)
+                    .map(|&j| (j * self.n1) as i64),
+            );
+        }
         steps.extend(self.fold_steps().into_iter().map(|s| s as i64));
         steps.into_iter().collect()
     }
@@ -398,18 +447,21 @@ impl LinearTransform {
             + c.plaintext_multiplies as f64 / 30.0
     }
 
-    /// The encoded diagonals at `level`, at the scale of the top `primes` primes (cached).
+    /// The encoded diagonals at `level` and `scale` (cached).
     fn encoded(
         &self,
         eval: &Evaluator,
         level: usize,
-        primes: usize,
+        diag_scale: DiagScale,
     ) -> EvalResult<EncodedDiagonals> {
         let mut cache = self.cache.lock().map_err(|_| EvalError::Poisoned)?;
-        if let Some(e) = cache.get(&(level, primes)) {
+        if let Some(e) = cache.get(&(level, diag_scale)) {
             return Ok(e.clone());
         }
-        let scale = rescale_divisor(eval, level, primes);
+        let scale = match diag_scale {
+            DiagScale::Primes(primes) => rescale_divisor(eval, level, primes),
+            DiagScale::PowerOfTwo(bits) => 2f64.powi(bits as i32),
+        };
         // Diagonals are independent: encode them in parallel.
         let out = self
             .groups
@@ -423,7 +475,7 @@ impl LinearTransform {
             })
             .collect::<EvalResult<Vec<_>>>()?;
         let out = Arc::new(out);
-        cache.insert((level, primes), out.clone());
+        cache.insert((level, diag_scale), out.clone());
         Ok(out)
     }
 
@@ -523,7 +575,32 @@ impl LinearTransform {
 
     /// Encodes the diagonals for inputs at `level` ahead of [`LinearTransform::apply_rescaling`].
     pub fn prepare(&self, eval: &Evaluator, level: usize, primes: usize) -> EvalResult<()> {
-        self.encoded(eval, level, primes).map(|_| ())
+        self.encoded(eval, level, DiagScale::Primes(primes))
+            .map(|_| ())
+    }
+
+    /// Encodes the diagonals for inputs at `level` ahead of
+    /// [`LinearTransform::apply_unrescaled`].
+    pub fn prepare_unrescaled(
+        &self,
+        eval: &Evaluator,
+        level: usize,
+        weight_bits: u32,
+    ) -> EvalResult<()> {
+        self.encoded(eval, level, DiagScale::PowerOfTwo(weight_bits))
+            .map(|_| ())
+    }
+
+    /// y = W·x with the diagonals at scale 2^`weight_bits` and no rescale: the output stays at
+    /// `x`'s level, at `x`'s scale times 2^`weight_bits`.
+    pub fn apply_unrescaled(
+        &self,
+        eval: &Evaluator,
+        x: &Ct,
+        keys: &EvalKeys,
+        weight_bits: u32,
+    ) -> EvalResult<Ct> {
+        self.apply_scaled(eval, x, keys, DiagScale::PowerOfTwo(weight_bits))
     }
 
     /// y = W·x: `x` holds the input with period `period`; the result is rescaled once (one level
@@ -541,11 +618,21 @@ impl LinearTransform {
         keys: &EvalKeys,
         primes: usize,
     ) -> EvalResult<Ct> {
-        let level = x.level();
-        if primes == 0 || level < primes {
+        if primes == 0 || x.level() < primes {
             return Err(EvalError::NoLevelLeft);
         }
-        let diags = self.encoded(eval, level, primes)?;
+        self.apply_scaled(eval, x, keys, DiagScale::Primes(primes))
+    }
+
+    fn apply_scaled(
+        &self,
+        eval: &Evaluator,
+        x: &Ct,
+        keys: &EvalKeys,
+        scale: DiagScale,
+    ) -> EvalResult<Ct> {
+        let level = x.level();
+        let diags = self.encoded(eval, level, scale)?;
         let baby: Vec<usize> = self.baby_steps().into_iter().collect();
         let steps: Vec<i64> = baby.iter().map(|&i| i as i64).collect();
         let rotated = eval.rotate_hoisted(x, &steps, keys)?;
@@ -553,7 +640,7 @@ impl LinearTransform {
         // Giant-step groups are independent until the final sum: evaluate them in parallel.
         let partials = diags
             .par_iter()
-            .map(|(j, group)| -> EvalResult<Option<Ct>> {
+            .map(|(j, group)| -> EvalResult<(usize, Option<Ct>)> {
                 // Σ_i pdiag ⊙ rot_i(x), accumulated in place with the SIMD multiply-accumulate.
                 let mut inner: Option<Ct> = None;
                 for (i, pt) in group {
@@ -563,22 +650,45 @@ impl LinearTransform {
                     eval.mul_plain_accumulate(&mut inner, xi, pt)?;
                 }
                 match inner {
-                    None => Ok(None),
-                    Some(inner) if *j == 0 => Ok(Some(inner)),
-                    Some(inner) => Ok(Some(eval.rotate(&inner, (j * self.n1) as i64, keys)?)),
+                    None => Ok((*j, None)),
+                    Some(inner) if *j == 0 || self.horner => Ok((*j, Some(inner))),
+                    Some(inner) => Ok((*j, Some(eval.rotate(&inner, (j * self.n1) as i64, keys)?))),
                 }
             })
             .collect::<EvalResult<Vec<_>>>()?;
         let mut total: Option<Ct> = None;
-        for shifted in partials.into_iter().flatten() {
-            match total.as_mut() {
-                None => total = Some(shifted),
-                Some(acc) => eval.add_assign(acc, &shifted)?,
+        if self.horner {
+            // From the last giant step down: total ← rot_n1(total) + G_j.
+            let last = partials.iter().map(|(j, _)| *j).max().unwrap_or(0);
+            let mut by_j: BTreeMap<usize, Ct> = partials
+                .into_iter()
+                .filter_map(|(j, g)| g.map(|g| (j, g)))
+                .collect();
+            for j in (0..=last).rev() {
+                if let Some(acc) = total.take() {
+                    total = Some(eval.rotate(&acc, self.n1 as i64, keys)?);
+                }
+                if let Some(g) = by_j.remove(&j) {
+                    match total.as_mut() {
+                        None => total = Some(g),
+                        Some(acc) => eval.add_assign(acc, &g)?,
+                    }
+                }
+            }
+        } else {
+            for (_, shifted) in partials {
+                let Some(shifted) = shifted else { continue };
+                match total.as_mut() {
+                    None => total = Some(shifted),
+                    Some(acc) => eval.add_assign(acc, &shifted)?,
+                }
             }
         }
         let mut y = total.ok_or(EvalError::Internal("transform without non-zero diagonals"))?;
-        for _ in 0..primes {
-            y = eval.rescale(&y)?;
+        if let DiagScale::Primes(primes) = scale {
+            for _ in 0..primes {
+                y = eval.rescale(&y)?;
+            }
         }
         for s in self.fold_steps() {
             let r = eval.rotate(&y, s as i64, keys)?;

@@ -6,6 +6,8 @@
 //! is worked out in `crate::protocol` (`CompiledModel::round_levels`, `input_spec`,
 //! `rotation_steps`).
 
+use client_core::params::RoundKind;
+
 use super::layers::Model;
 use super::ModelError;
 use crate::eval::{BlockTransform, Bsgs, LinearTransform, Matrix};
@@ -54,10 +56,14 @@ pub struct CompiledModel {
     model: Model,
     shapes: Vec<LayerShape>,
     plans: Vec<LayerPlan>,
-    /// (shift, copies) of the client's input layout.
-    input_layout: (usize, usize),
+    /// (shift, copies) of each layer's input as the client lays it out: the first layer's,
+    /// and under the sign-magnitude round every layer's ((0, 1) where the server lays it out).
+    input_layouts: Vec<(usize, usize)>,
     /// Most replicas each layer's transform may use.
     replicas: Vec<usize>,
+    /// Every layer after the first reads the pairs (v, |v|) of the previous layer's masked
+    /// output from the client (the sign-magnitude round): twice the columns, client layout.
+    paired: bool,
 }
 
 fn next_pow2(x: usize) -> usize {
@@ -65,9 +71,17 @@ fn next_pow2(x: usize) -> usize {
 }
 
 impl CompiledModel {
-    /// Lays `model` out for `slots` slots.
+    /// Lays `model` out for `slots` slots under the refresh round.
     pub fn new(model: Model, slots: usize) -> Result<Self, ModelError> {
+        Self::for_round(model, slots, RoundKind::Refresh)
+    }
+
+    /// Lays `model` out for `slots` slots under `round`. Under the sign-magnitude round every
+    /// hidden layer's input is the client's fresh encryption of the pairs (v, |v|) of the
+    /// previous layer's ReLU message: period and columns doubled, laid out by the client.
+    pub fn for_round(model: Model, slots: usize, round: RoundKind) -> Result<Self, ModelError> {
         model.validate()?;
+        let paired = round == RoundKind::SignMagnitude;
         let mut d = next_pow2(model.input_len);
         // Input ciphertexts of the next layer (full ones when more than one).
         let mut inputs = 1;
@@ -87,7 +101,12 @@ impl CompiledModel {
                 d = slots;
             }
             let outputs = m.div_ceil(slots);
-            let columns = if gathered { 0 } else { layer.weights.cols };
+            let pairs = if paired && i > 0 { 2 } else { 1 };
+            let columns = if gathered {
+                0
+            } else {
+                pairs * layer.weights.cols
+            };
             if columns > inputs * d {
                 return Err(ModelError::Malformed(format!(
                     "layer {i}: {columns} inputs do not fit {inputs} ciphertext(s) of period {d}"
@@ -140,11 +159,25 @@ impl CompiledModel {
                 };
                 (LayerPlan::Single, shape)
             };
+            if paired && plan != LayerPlan::Single {
+                return Err(ModelError::Malformed(format!(
+                    "layer {i}: the sign-magnitude round needs every layer's input and output in one ciphertext of {slots} slots; use the refresh-round preset hefun-n16384 for this model"
+                )));
+            }
             inputs = match plan {
                 LayerPlan::Spread { outputs, .. } => outputs,
                 _ => 1,
             };
             d = shape.out_period;
+            if paired {
+                // The next layer reads (v, |v|) side by side.
+                d *= 2;
+                if d > slots {
+                    return Err(ModelError::Malformed(format!(
+                        "layer {i}: its {m} outputs and their magnitudes do not fit one ciphertext of {slots} slots; use the refresh-round preset hefun-n16384 for this model"
+                    )));
+                }
+            }
             shapes.push(shape);
             plans.push(plan);
         }
@@ -160,7 +193,7 @@ impl CompiledModel {
                 data: vec![1.0; s.rows * s.in_period],
             };
             // The client's shifted input costs the server nothing: use every replica there.
-            if i == 0 {
+            if i == 0 || paired {
                 replicas.push(usize::MAX);
                 continue;
             }
@@ -176,24 +209,29 @@ impl CompiledModel {
             }
             replicas.push(best.1);
         }
+        let layers = shapes.len();
         let mut compiled = Self {
             model,
             shapes,
             plans,
-            input_layout: (0, 1),
+            input_layouts: vec![(0, 1); layers],
             replicas,
+            paired,
         };
-        if compiled.plans[0] != LayerPlan::Single {
-            return Ok(compiled);
+        let client_laid = if paired { layers } else { 1 };
+        for i in 0..client_laid {
+            if compiled.plans[i] != LayerPlan::Single {
+                continue;
+            }
+            let s = compiled.shapes[i];
+            let probe = Matrix {
+                rows: s.rows,
+                cols: s.in_period,
+                data: vec![1.0; s.rows * s.in_period],
+            };
+            let lt = compiled.transform(i, &probe, slots)?;
+            compiled.input_layouts[i] = (lt.input_shift(), lt.input_copies());
         }
-        let s0 = compiled.shapes[0];
-        let probe = Matrix {
-            rows: s0.rows,
-            cols: s0.in_period,
-            data: vec![1.0; s0.rows * s0.in_period],
-        };
-        let first = compiled.transform(0, &probe, slots)?;
-        compiled.input_layout = (first.input_shift(), first.input_copies());
         Ok(compiled)
     }
 
@@ -209,12 +247,12 @@ impl CompiledModel {
         slots: usize,
     ) -> Result<LinearTransform, ModelError> {
         let period = self.shapes[i].lt_period;
-        Ok(LinearTransform::new_replicated_with(
-            matrix,
-            period,
-            slots,
-            self.replicas[i],
-        )?)
+        // The light client uploads few Galois keys (see `new_replicated_compact`).
+        let build = match self.paired {
+            true => LinearTransform::new_replicated_compact,
+            false => LinearTransform::new_replicated_with,
+        };
+        Ok(build(matrix, period, slots, self.replicas[i])?)
     }
 
     /// Sources of the dummy rows of a [`LayerPlan::Spread`] layer `i` (rows m … outputs·S): each
@@ -344,12 +382,22 @@ impl CompiledModel {
 
     /// Whether the server re-lays out layer `i`'s input into replicas (one more level).
     pub(crate) fn relayouts(&self, i: usize) -> bool {
-        i > 0 && self.replicas[i] >= 2
+        i > 0 && !self.paired && self.replicas[i] >= 2
     }
 
     /// (shift, copies) of the client's input layout.
     pub(crate) fn input_layout(&self) -> (usize, usize) {
-        self.input_layout
+        self.input_layouts[0]
+    }
+
+    /// (shift, copies) of layer `i`'s input as the client lays it out.
+    pub(crate) fn layer_input_layout(&self, i: usize) -> (usize, usize) {
+        self.input_layouts.get(i).copied().unwrap_or((0, 1))
+    }
+
+    /// Whether every layer after the first reads (v, |v|) pairs (the sign-magnitude round).
+    pub fn paired(&self) -> bool {
+        self.paired
     }
 
     /// Number of rounds (hidden layers).

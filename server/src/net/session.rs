@@ -100,7 +100,11 @@ impl Service {
         let params = eval.ctx().params();
         let rotations = model.rotation_steps(params.slots())?;
         let n = eval.ctx().n();
-        let mut requested = vec![KeyKind::Relinearization];
+        // Only the refresh round multiplies ciphertexts.
+        let mut requested = Vec::new();
+        if params.round() == client_core::params::RoundKind::Refresh {
+            requested.push(KeyKind::Relinearization);
+        }
         requested.extend(
             rotations
                 .iter()
@@ -339,6 +343,7 @@ impl<'a> ServerSession<'a> {
                     input: svc.model.input_spec(ctx.params(), &svc.cfg),
                     rotations: svc.rotations.clone(),
                     rounds: svc.model.rounds() as u32,
+                    round_inputs: svc.model.round_input_specs(ctx.params(), &svc.cfg),
                     keys_known,
                 }])
             }

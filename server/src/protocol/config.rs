@@ -1,6 +1,6 @@
 //! Scales and bounds of the protocol.
 
-use client_core::params::Params;
+use client_core::params::{Params, RoundKind};
 
 /// Scales and bounds of the protocol (chosen by the parameter planner).
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +19,11 @@ pub struct ProtocolConfig {
     pub value_bound: f64,
     /// Statistical security of masks and flooding (bits).
     pub stat_bits: u32,
+    /// How a round goes.
+    pub round: RoundKind,
+    /// log2 of the weights' scale Δ_w under the sign-magnitude round (nothing is rescaled, so
+    /// a layer's output is at scale Δ·Δ_w); unused under the refresh round.
+    pub weight_bits: u32,
 }
 
 impl ProtocolConfig {
@@ -37,6 +42,34 @@ impl ProtocolConfig {
             r_spread_bits: 4,
             value_bound,
             stat_bits: params.stat_sec_bits(),
+            round: RoundKind::Refresh,
+            weight_bits: 0,
         }
+    }
+
+    /// The configuration of the sign-magnitude round: client scale 2^`scale_bits`, weights at
+    /// 2^`weight_bits`, nothing rescaled.
+    pub fn sign_magnitude(
+        params: &Params,
+        scale_bits: u32,
+        weight_bits: u32,
+        value_bound: f64,
+    ) -> Self {
+        Self {
+            scale: 2f64.powi(scale_bits as i32),
+            rescale_primes: 0,
+            sign_primes: 0,
+            r_scale: 1.0,
+            r_spread_bits: 4,
+            value_bound,
+            stat_bits: params.stat_sec_bits(),
+            round: RoundKind::SignMagnitude,
+            weight_bits,
+        }
+    }
+
+    /// True under the sign-magnitude round.
+    pub fn sign_magnitude_round(&self) -> bool {
+        self.round == RoundKind::SignMagnitude
     }
 }

@@ -11,6 +11,7 @@ use client_core::wire::assembled::{OutputMessage, RoundReply, RoundRequest, Serv
 use client_core::wire::input::InputSpec;
 
 use super::config::ProtocolConfig;
+use super::magnitude::{client_pairs, magnitude_message};
 use super::perm::{Permutations, PermutedLayer};
 use super::refresh::{refresh_message, unmask, RefreshSecret};
 use super::relu::{client_signs, relu_message, relu_product, sign_scale};
@@ -47,12 +48,22 @@ enum State {
     AwaitRound {
         round: u32,
         layer: usize,
+        pending: Pending,
+    },
+    Done,
+}
+
+/// What the server keeps of a round until the client's reply.
+enum Pending {
+    /// The refresh round.
+    Refresh {
         /// One per ciphertext of the layer.
         refreshes: Vec<RefreshSecret>,
         scale: f64,
         sign_scale: f64,
     },
-    Done,
+    /// The sign-magnitude round: only how many ciphertexts the reply must hold.
+    SignMagnitude { reply_ciphertexts: usize },
 }
 
 /// The server's state for one inference.
@@ -84,7 +95,8 @@ impl<'a> Inference<'a> {
         seed: Seed,
     ) -> Self {
         let mut rng = Csprng::from_seed(seed);
-        let perms = Permutations::draw(model, &mut rng);
+        let spread = cfg.sign_magnitude_round().then_some(cfg.r_spread_bits);
+        let perms = Permutations::draw(model, &mut rng, spread);
         Self {
             eval,
             keys,
@@ -115,7 +127,7 @@ impl<'a> Inference<'a> {
             } else {
                 params.top_level() - self.cfg.sign_primes
             };
-            layer.prepare(self.eval, i == 0, level, self.cfg.rescale_primes)?;
+            layer.prepare(self.eval, i == 0, level, self.cfg)?;
             prepared.push(Some(layer));
         }
         self.prepared = prepared;
@@ -125,6 +137,12 @@ impl<'a> Inference<'a> {
     /// The input layout this inference expects.
     pub fn input_spec(&self) -> InputSpec {
         self.model.input_spec(self.eval.ctx().params(), self.cfg)
+    }
+
+    /// The layouts of the rounds' replies (sign-magnitude round; empty otherwise).
+    pub fn round_input_specs(&self) -> Vec<InputSpec> {
+        self.model
+            .round_input_specs(self.eval.ctx().params(), self.cfg)
     }
 
     /// The permutation of hidden layer `layer` (for tests of HePerm).
@@ -143,7 +161,7 @@ impl<'a> Inference<'a> {
             Some(prepared) => prepared,
             None => self.permuted_layer(i)?,
         };
-        layer.apply(self.eval, &self.keys, i == 0, xs, self.cfg.rescale_primes)
+        layer.apply(self.eval, &self.keys, i == 0, xs, self.cfg)
     }
 
     /// Receives the encrypted input and answers with the first round (or the output).
@@ -208,6 +226,8 @@ impl<'a> Inference<'a> {
                 len: self.model.model().output_len() as u32,
                 output,
             })
+        } else if self.cfg.sign_magnitude_round() {
+            self.magnitude_round(layer, ys_h)?
         } else {
             self.round_message(layer, ys_h)?
         };
@@ -249,9 +269,11 @@ impl<'a> Inference<'a> {
         self.state = State::AwaitRound {
             round,
             layer,
-            refreshes: secrets,
-            scale,
-            sign_scale,
+            pending: Pending::Refresh {
+                refreshes: secrets,
+                scale,
+                sign_scale,
+            },
         };
         Ok(ServerMessage::Round(RoundRequest {
             round,
@@ -262,15 +284,56 @@ impl<'a> Inference<'a> {
         }))
     }
 
+    /// The sign-magnitude round's message for layer `layer`'s output: the flooded ReLU
+    /// messages only.
+    fn magnitude_round(
+        &mut self,
+        layer: usize,
+        ys: Vec<Ct>,
+    ) -> Result<ServerMessage, ProtocolError> {
+        let round = self.rounds_sent;
+        let period = self.model.shapes()[layer].out_period;
+        let mut relus = Vec::with_capacity(ys.len());
+        for y in &ys {
+            let (relu, flood) = magnitude_message(self.eval, &self.keys, y, &mut self.rng)?;
+            self.audits.push(HidingAudit {
+                layer,
+                refresh_coeff_bound_bits: 0.0,
+                mask_bits: 0.0,
+                flood,
+            });
+            relus.push(relu.into_ciphertext());
+        }
+        let slots = self.eval.ctx().params().slots();
+        let reply_ciphertexts = self
+            .model
+            .round_input_specs(self.eval.ctx().params(), self.cfg)
+            .get(round as usize)
+            .ok_or(ProtocolError::Violation("more rounds than hidden layers"))?
+            .ciphertexts(slots)?;
+        self.rounds_sent += 1;
+        self.state = State::AwaitRound {
+            round,
+            layer,
+            pending: Pending::SignMagnitude { reply_ciphertexts },
+        };
+        Ok(ServerMessage::Round(RoundRequest {
+            round,
+            period: period as u32,
+            // The scale of the client's reply.
+            sign_scale: self.cfg.scale,
+            relu: relus,
+            refresh: Vec::new(),
+        }))
+    }
+
     /// Receives the client's answer to the current round and continues.
     pub fn on_reply(&mut self, reply: &RoundReply) -> Result<ServerMessage, ProtocolError> {
         // Any error ends the inference: the state is taken out and not put back.
         let State::AwaitRound {
             round,
             layer,
-            refreshes,
-            scale,
-            sign_scale,
+            pending,
         } = std::mem::replace(&mut self.state, State::Done)
         else {
             return Err(ProtocolError::Violation("no round in progress"));
@@ -278,6 +341,26 @@ impl<'a> Inference<'a> {
         if reply.round != round {
             return Err(ProtocolError::Violation("reply to another round"));
         }
+        let (refreshes, scale, sign_scale) = match pending {
+            Pending::Refresh {
+                refreshes,
+                scale,
+                sign_scale,
+            } => (refreshes, scale, sign_scale),
+            Pending::SignMagnitude { reply_ciphertexts } => {
+                if !reply.signs.is_empty() {
+                    return Err(ProtocolError::Violation(
+                        "signs in a sign-magnitude round's reply",
+                    ));
+                }
+                let start = Instant::now();
+                let xs = client_pairs(self.eval, self.cfg, &reply.refreshed, reply_ciphertexts)?;
+                let next = layer + 1;
+                let ys = self.apply_layer(next, &xs)?;
+                let eval_time = start.elapsed();
+                return self.emit(next, ys, eval_time);
+            }
+        };
         if reply.signs.len() != refreshes.len() || reply.refreshed.len() != refreshes.len() {
             return Err(ProtocolError::Violation(
                 "expected one ciphertext of each kind per ciphertext sent",

@@ -29,6 +29,7 @@
 
 mod config;
 mod inference;
+mod magnitude;
 mod perm;
 mod planner;
 mod refresh;
@@ -37,7 +38,9 @@ mod requirements;
 
 pub use config::ProtocolConfig;
 pub use inference::{HidingAudit, Inference, RoundCost};
-pub use planner::{plan, plan_with, Margins, Plan};
+pub use planner::{
+    plan, plan_light, plan_sign_magnitude, plan_with, Margins, Plan, SIGN_MAGNITUDE_WEIGHT_BITS,
+};
 pub use refresh::IntegerMask;
 
 use client_core::rand_core::Rng;

@@ -14,6 +14,7 @@ pub(super) mod clos;
 use client_core::rand_core::Rng;
 use client_core::sampling::Csprng;
 
+use super::config::ProtocolConfig;
 use super::ProtocolError;
 use crate::eval::{BlockTransform, Ct, EvalKeys, Evaluator, LinearTransform, Matrix};
 use crate::model::{CompiledModel, LayerPlan};
@@ -25,11 +26,16 @@ pub(super) struct Permutations {
     /// ρ_i ∈ {±1} over the same positions: the sign of the ReLU multiplier, folded into the
     /// layer's rows so the server sends y' = ρ∘y and the client sees sign(y').
     signs: Vec<Vec<f64>>,
+    /// |r_i| over the same positions, uniform in [1, 2^spread]: under the sign-magnitude round
+    /// the ReLU multiplier's magnitude is folded into the layer's rows too, and 1/(2|r_i|)
+    /// into the next layer's columns. Empty under the refresh round (HeReLU draws r there).
+    magnitudes: Vec<Vec<f64>>,
 }
 
 impl Permutations {
-    /// Draws π_i for every hidden layer, then ρ_i for every hidden layer.
-    pub(super) fn draw(model: &CompiledModel, rng: &mut Csprng) -> Self {
+    /// Draws π_i for every hidden layer, then ρ_i for every hidden layer, then under the
+    /// sign-magnitude round (`spread_bits` given) |r_i| for every hidden layer.
+    pub(super) fn draw(model: &CompiledModel, rng: &mut Csprng, spread_bits: Option<u32>) -> Self {
         let hidden: Vec<usize> = model
             .shapes()
             .iter()
@@ -49,7 +55,55 @@ impl Permutations {
             .iter()
             .map(|&n| (0..n).map(|_| random_sign(rng)).collect())
             .collect();
-        Self { perms, signs }
+        let magnitudes = match spread_bits {
+            Some(bits) => {
+                let spread = 2f64.powi(bits as i32);
+                hidden
+                    .iter()
+                    .map(|&n| {
+                        (0..n)
+                            .map(|_| 1.0 + super::uniform(rng) * (spread - 1.0))
+                            .collect()
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        Self {
+            perms,
+            signs,
+            magnitudes,
+        }
+    }
+
+    /// The factor folded into hidden layer `layer`'s row at position `t`: ρ, times |r| under
+    /// the sign-magnitude round.
+    fn row_factor(&self, layer: usize, t: usize) -> f64 {
+        let rho = self.signs[layer][t];
+        match self.magnitudes.get(layer) {
+            Some(r) => rho * r[t],
+            None => rho,
+        }
+    }
+
+    /// Where the previous layer's neuron `k` sits in layer `i`'s input, with its factors:
+    /// in order for the first layer; at π_{i−1}(k) times ½ under the refresh round
+    /// (ReLU = ½·z'∘(σ' + ρ)); at π_{i−1}(k) times ρ/(2|r|) and at p + π_{i−1}(k) times
+    /// 1/(2|r|) under the sign-magnitude round, since (ρv + |v|)/(2|r|) = ReLU(y) for
+    /// v = ρ·y·|r|.
+    fn columns(&self, i: usize, k: usize, prev_period: usize) -> ([(usize, f64); 2], usize) {
+        if i == 0 {
+            return ([(k, 1.0), (0, 0.0)], 1);
+        }
+        let t = self.perms[i - 1][k];
+        match self.magnitudes.get(i - 1) {
+            Some(r) => {
+                let half = 0.5 / r[t];
+                let rho = self.signs[i - 1][t];
+                ([(t, rho * half), (prev_period + t, half)], 2)
+            }
+            None => ([(t, 0.5), (0, 0.0)], 1),
+        }
     }
 
     /// π of hidden layer `layer`.
@@ -175,15 +229,26 @@ impl PermutedLayer {
                 rows.push((r, j, dummy_factor(rng)));
             }
         }
-        let row_sign = |r: usize| if layer.relu { perms.signs[i][r] } else { 1.0 };
+        let row_factor = |r: usize| {
+            if layer.relu {
+                perms.row_factor(i, r)
+            } else {
+                1.0
+            }
+        };
+        let prev_period = i.checked_sub(1).map_or(0, |p| model.shapes()[p].out_period);
+        let placements: Vec<([(usize, f64); 2], usize)> =
+            (0..n).map(|k| perms.columns(i, k, prev_period)).collect();
         let mut data = vec![0.0; shape.rows * cols];
         let mut bias = vec![0.0; shape.rows];
         for &(r, j, f) in &rows {
-            let scale = col_scale * row_sign(r) * f;
-            for (k, &c) in col_pos.iter().enumerate() {
-                data[r * cols + c] = layer.weights.get(j, k) * scale;
+            let scale = row_factor(r) * f;
+            for (k, (places, used)) in placements.iter().enumerate() {
+                for &(c, factor) in &places[..*used] {
+                    data[r * cols + c] = layer.weights.get(j, k) * scale * factor;
+                }
             }
-            bias[r] = layer.bias[j] * row_sign(r) * f;
+            bias[r] = layer.bias[j] * scale;
         }
         let matrix = Matrix {
             rows: shape.rows,
@@ -199,14 +264,25 @@ impl PermutedLayer {
     }
 
     /// Encodes the layer's plaintexts for an input at `level`; the first layer's input is the
-    /// client's (laid out for the transform), later ones are plain periodic.
+    /// client's (laid out for the transform), later ones are plain periodic under the refresh
+    /// round and the client's under the sign-magnitude round.
     pub(super) fn prepare(
         &self,
         eval: &Evaluator,
         first: bool,
         level: usize,
-        primes: usize,
+        cfg: &ProtocolConfig,
     ) -> Result<(), ProtocolError> {
+        let primes = cfg.rescale_primes;
+        if cfg.sign_magnitude_round() {
+            let Self::Single(lt, _) = self else {
+                return Err(ProtocolError::Model(
+                    "the sign-magnitude round runs single-ciphertext layers only".into(),
+                ));
+            };
+            lt.prepare_unrescaled(eval, level, cfg.weight_bits)?;
+            return Ok(());
+        }
         match self {
             Self::Single(lt, _) if first => lt.prepare(eval, level, primes)?,
             Self::Single(lt, _) => lt.prepare_from_periodic(eval, level, primes)?,
@@ -228,8 +304,9 @@ impl PermutedLayer {
         keys: &EvalKeys,
         first: bool,
         xs: &[Ct],
-        primes: usize,
+        cfg: &ProtocolConfig,
     ) -> Result<Vec<Ct>, ProtocolError> {
+        let primes = cfg.rescale_primes;
         fn single(xs: &[Ct]) -> Result<&Ct, ProtocolError> {
             match xs {
                 [x] => Ok(x),
@@ -239,7 +316,9 @@ impl PermutedLayer {
         let (ys, bias, period) = match self {
             Self::Single(lt, bias) => {
                 let x = single(xs)?;
-                let y = if first {
+                let y = if cfg.sign_magnitude_round() {
+                    lt.apply_unrescaled(eval, x, keys, cfg.weight_bits)?
+                } else if first {
                     lt.apply_rescaling(eval, x, keys, primes)?
                 } else {
                     lt.apply_from_periodic(eval, x, keys, primes)?

@@ -15,7 +15,7 @@
 //! E is the noise bound of a layer output (two rescales by 44-bit primes leave rounding noise of
 //! about √N; the planner uses 2^13, above every value measured in the tests, 2^8–2^11).
 
-use client_core::params::{ParamSpec, Params, HEFUN_N16384};
+use client_core::params::{ParamSpec, Params, RoundKind, HEFUN_N16384, HEFUN_N8192};
 
 use super::{ProtocolConfig, ProtocolError};
 use crate::model::CompiledModel;
@@ -157,6 +157,107 @@ pub fn plan_with(
             sign_precision,
             output_precision,
             mask_bits,
+            flood_bits,
+        },
+    })
+}
+
+/// log2 of the weights' scale Δ_w under the sign-magnitude round. The weights' encoding error
+/// is absolute in the slots (≈ √(N/12)/Δ_w per diagonal entry) and multiplies the layer's whole
+/// input (v, |v|), whose norm reaches 2^10 for MNIST: 2^30 keeps it near 2^-13.
+pub const SIGN_MAGNITUDE_WEIGHT_BITS: u32 = 30;
+
+/// Noise bound (log2, coefficient units, over Δ_w) assumed for a layer's output under the
+/// sign-magnitude round, after re-randomisation: the client's fresh encryption noise times the
+/// weights' plaintext norms, plus key-switching noise. The protocol tests check it against the
+/// evaluator's estimate of every message sent.
+const SIGN_MAGNITUDE_NOISE_BITS: f64 = 16.0;
+
+/// Plans `model` (laid out for the sign-magnitude round) on [`HEFUN_N8192`].
+pub fn plan_light(
+    model: &CompiledModel,
+    value_bound: f64,
+    stat_bits: u32,
+    min_sign_bits: f64,
+) -> Result<Plan, ProtocolError> {
+    plan_sign_magnitude(&HEFUN_N8192, model, value_bound, stat_bits, min_sign_bits)
+}
+
+/// The sign-magnitude round's budgets on `spec`, which must be one level (nothing is
+/// rescaled): the client scale Δ_c is chosen as large as the modulus allows, since it alone
+/// sets the activations' precision.
+///
+/// * **message**: Δ_c·Δ_w·Y·2^spread (the layer output times |r|) below Q/2 with room for the
+///   flooding;
+/// * **flooding**: N·E·2^(s−1) for the output noise E ≤ Δ_w·2^16, below Q/2;
+/// * **sign precision**: the flooding's slot noise √(N/3)·2^flood/(Δ_c·Δ_w) against Y; this
+///   is also the absolute error |ε| ≥ |ε|/|r| carried into the next layer's activations;
+/// * **output precision**: the same noise on the logits.
+pub fn plan_sign_magnitude(
+    spec: &ParamSpec,
+    model: &CompiledModel,
+    value_bound: f64,
+    stat_bits: u32,
+    min_sign_bits: f64,
+) -> Result<Plan, ProtocolError> {
+    let params = Params::from_spec(spec)?;
+    if params.round() != RoundKind::SignMagnitude || !model.paired() {
+        return Err(ProtocolError::Budget(format!(
+            "{} and the model's layout must both be for the sign-magnitude round",
+            params.name()
+        )));
+    }
+    if !(value_bound.is_finite() && value_bound > 0.0) {
+        return Err(ProtocolError::Budget("value bound must be positive".into()));
+    }
+    model.rotation_steps(params.slots())?;
+    let security_slack = params.security()?.slack_bits();
+    let n = params.log_n() as f64;
+    let s = stat_bits as f64;
+    let w = SIGN_MAGNITUDE_WEIGHT_BITS as f64;
+    let y = value_bound.log2();
+    let spread = 4.0;
+    let log_q = params.log_q(params.top_level());
+    let e = w + SIGN_MAGNITUDE_NOISE_BITS;
+    let flood_bits = (n + e + s - 1.0).ceil();
+    // The largest Δ_c whose message keeps one bit of room under Q/4 (flooding adds to it).
+    let c = (log_q - 3.0 - w - y - spread).floor() - 1.0;
+    if c < 20.0 {
+        return Err(ProtocolError::Budget(format!(
+            "message: |y| ≤ {value_bound} leaves the client a scale of 2^{c:.0} on {}",
+            params.name()
+        )));
+    }
+    let message_bits = c + w + y + spread;
+    let flood_room = (log_q - 2.0) - (message_bits.max(flood_bits) + 1.0);
+    if flood_room < 0.0 {
+        return Err(ProtocolError::Budget(format!(
+            "flooding: the ReLU message needs 2^{:.0}, the modulus leaves 2^{:.1}",
+            message_bits.max(flood_bits) + 1.0,
+            log_q - 2.0
+        )));
+    }
+    let slot_noise = flood_bits + (n - 3f64.log2()) / 2.0 - c - w;
+    let sign_precision = y - slot_noise;
+    if sign_precision < min_sign_bits {
+        return Err(ProtocolError::Budget(format!(
+            "sign precision: signs are reliable only for |y| ≥ Y·2^-{sign_precision:.1}, {min_sign_bits} bits were asked"
+        )));
+    }
+    let mut cfg =
+        ProtocolConfig::sign_magnitude(&params, c as u32, SIGN_MAGNITUDE_WEIGHT_BITS, value_bound);
+    cfg.stat_bits = stat_bits;
+    Ok(Plan {
+        params,
+        cfg,
+        margins: Margins {
+            security_slack,
+            spare_levels: 0,
+            refresh_room: flood_room,
+            flood_room,
+            sign_precision,
+            output_precision: -slot_noise,
+            mask_bits: 0.0,
             flood_bits,
         },
     })

@@ -37,7 +37,34 @@ impl CompiledModel {
     /// Level of the client's input: high enough for the first layer to land at the hand-off
     /// level (a smaller upload and a cheaper first layer than the top level).
     pub(super) fn input_level(&self, params: &Params, cfg: &ProtocolConfig) -> usize {
+        if cfg.sign_magnitude_round() {
+            return params.top_level();
+        }
         params.handoff_level() + self.layer_levels(0, cfg)
+    }
+
+    /// Under the sign-magnitude round, the layout of each round's reply: the pairs (v, |v|) of
+    /// hidden layer k's ReLU message as layer k + 1's input, at the top level and the client's
+    /// scale. Empty under the refresh round.
+    pub fn round_input_specs(&self, params: &Params, cfg: &ProtocolConfig) -> Vec<InputSpec> {
+        if !cfg.sign_magnitude_round() {
+            return Vec::new();
+        }
+        (1..self.shapes().len())
+            .map(|i| {
+                let (shift, copies) = self.layer_input_layout(i);
+                let period = self.shapes()[i].in_period;
+                InputSpec {
+                    len: period as u32,
+                    period: period as u32,
+                    shift: shift as u32,
+                    copies: copies as u32,
+                    scale: cfg.scale,
+                    level: params.top_level() as u32,
+                    gather: None,
+                }
+            })
+            .collect()
     }
 
     /// The input layout the client must use. The input is encrypted just high enough for the
@@ -116,7 +143,7 @@ impl CompiledModel {
                 data: vec![1.0; s.rows * s.in_period],
             };
             let lt = self.transform(i, &dense, slots)?;
-            if i == 0 {
+            if i == 0 || self.paired() {
                 steps.extend(lt.rotation_steps());
             } else {
                 steps.extend(lt.rotation_steps_from_periodic());

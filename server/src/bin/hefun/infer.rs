@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use client_core::host::key_file::{default_key_path, load_or_create, ClientKeys};
 use client_core::host::tcp::{ClientError, Connection};
-use client_core::params::{Params, HEFUN_N16384};
+use client_core::params::{ParamSpec, Params, HEFUN_N8192, PRESETS};
 use client_core::rand_core::SeedableRng;
 use client_core::ring::Context;
 use client_core::sampling::Csprng;
+use client_core::wire::ErrorCode;
 use server::demo::argmax;
 use server::model::mnist::MnistTest;
 use server::model::png_input::load_mnist_png;
@@ -39,6 +40,35 @@ pub struct InferArgs {
     /// Attempts after a failure that may pass (connection lost, server busy or restarting).
     #[arg(long, default_value_t = 8)]
     retries: u32,
+    /// Parameter preset to offer (default: the light preset, hefun-n8192; without this
+    /// option, a server that needs another known preset is followed).
+    #[arg(long)]
+    preset: Option<String>,
+}
+
+fn preset_named(name: &str) -> Result<&'static ParamSpec> {
+    PRESETS
+        .iter()
+        .copied()
+        .find(|p| p.name == name)
+        .with_context(|| {
+            let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+            format!("unknown preset {name}; known: {}", names.join(", "))
+        })
+}
+
+/// The preset a server named in its refusal ("the model needs preset X"), if known.
+fn preset_asked_for(err: &anyhow::Error) -> Option<&'static ParamSpec> {
+    match err.downcast_ref::<ClientError>()? {
+        ClientError::Refused {
+            code: ErrorCode::UnsupportedVersion,
+            message,
+        } => {
+            let name = message.split("needs preset ").nth(1)?.trim();
+            preset_named(name).ok()
+        }
+        _ => None,
+    }
 }
 
 pub fn infer_command(args: &InferArgs) -> Result<()> {
@@ -57,7 +87,26 @@ pub fn infer_command(args: &InferArgs) -> Result<()> {
         }
     };
     let x: Vec<f64> = x.iter().map(|&p| p as f64).collect();
-    let params = Params::from_spec(&HEFUN_N16384)?;
+    let spec = match &args.preset {
+        Some(name) => preset_named(name)?,
+        None => &HEFUN_N8192,
+    };
+    match infer_on(args, spec, &x) {
+        Err(e) if args.preset.is_none() => match preset_asked_for(&e) {
+            Some(asked) if asked.name != spec.name => {
+                eprintln!("the server needs preset {}; switching", asked.name);
+                infer_on(args, asked, &x)
+            }
+            _ => Err(e),
+        },
+        result => result,
+    }
+    .map(|out| println!("{what}: prediction {}", argmax(&out)))
+}
+
+/// The inference with preset `spec`: its key file, retries.
+fn infer_on(args: &InferArgs, spec: &ParamSpec, x: &[f64]) -> Result<Vec<f64>> {
+    let params = Params::from_spec(spec)?;
     let ctx = Context::new(&params)?;
     let path = match &args.key_file {
         Some(p) => p.clone(),
@@ -74,11 +123,8 @@ pub fn infer_command(args: &InferArgs) -> Result<()> {
     );
     let mut backoff = Duration::from_millis(500);
     for attempt in 1.. {
-        match attempt_inference(&args.server, &ctx, &keys, &x, attempt) {
-            Ok(out) => {
-                println!("{what}: prediction {}", argmax(&out));
-                return Ok(());
-            }
+        match attempt_inference(&args.server, &ctx, &keys, x, attempt) {
+            Ok(out) => return Ok(out),
             Err(e) if attempt <= args.retries && is_retryable(&e) => {
                 eprintln!(
                     "attempt {attempt} failed: {e:#}; retrying in {:.1} s",

@@ -4,14 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use client_core::params::HEFUN_N16384;
+use client_core::params::{RoundKind, HEFUN_N16384, HEFUN_N8192};
 use server::model::import;
 use server::model::mnist::MnistTest;
 use server::model::{CompiledModel, ACTIVATION_CAP};
 use server::net::metrics::Metrics;
 use server::net::tcp::{Background, Limits};
 use server::net::{KeyStore, Service};
-use server::protocol::{plan, Plan};
+use server::protocol::{plan, plan_light, Plan};
 
 /// Input length of the MNIST networks (28×28).
 const MNIST_INPUT: usize = 28 * 28;
@@ -74,9 +74,36 @@ pub fn prepare(model: &str, data: &Option<PathBuf>, calibration: usize) -> Resul
         .map(|img| img.iter().map(|&p| p as f64).collect())
         .collect();
     let (model, value_bound) = model.calibrated(&inputs, ACTIVATION_CAP);
-    let compiled = CompiledModel::new(model.clone(), 1 << (HEFUN_N16384.log_n - 1))?;
-    let plan = plan(&compiled, value_bound, HEFUN_N16384.stat_sec_bits, 10.0)?;
+    // The light preset (sign-magnitude round) wherever the model fits it; the refresh round
+    // on N = 2^14 for models whose layers span several ciphertexts.
+    let light = CompiledModel::for_round(
+        model.clone(),
+        1 << (HEFUN_N8192.log_n - 1),
+        RoundKind::SignMagnitude,
+    )
+    .map_err(anyhow::Error::from)
+    .and_then(|c| {
+        Ok(plan_light(
+            &c,
+            value_bound,
+            HEFUN_N8192.stat_sec_bits,
+            10.0,
+        )?)
+    });
+    let plan = match light {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("{}: {e:#}; using {}", HEFUN_N8192.name, HEFUN_N16384.name);
+            let compiled = CompiledModel::new(model.clone(), 1 << (HEFUN_N16384.log_n - 1))?;
+            plan(&compiled, value_bound, HEFUN_N16384.stat_sec_bits, 10.0)?
+        }
+    };
     let margins = &plan.margins;
+    eprintln!(
+        "plan: preset {}, client scale 2^{:.0}",
+        plan.params.name(),
+        plan.cfg.scale.log2()
+    );
     eprintln!(
         "plan: security slack {:.1} bits, {} spare level(s) per round, refresh room {:.1} bits, flooding room {:.1} bits, signs reliable for |y| ≥ Y·2^-{:.1}, output precision {:.1} bits",
         margins.security_slack,
@@ -107,7 +134,11 @@ impl Prepared {
     ) -> Result<&'static Service> {
         let ctx = std::sync::Arc::new(client_core::ring::Context::new(&self.plan.params)?);
         let eval = server::eval::Evaluator::new(ctx)?;
-        let compiled = CompiledModel::new(self.model.clone(), self.plan.params.slots())?;
+        let compiled = CompiledModel::for_round(
+            self.model.clone(),
+            self.plan.params.slots(),
+            self.plan.cfg.round,
+        )?;
         let svc = Service::new(eval, compiled, self.plan.cfg.clone())?
             .with_key_store(store)
             .with_memory_limits(max_uploads, max_prepared);
