@@ -4,7 +4,7 @@ use client_core::client::{ClientStep, InProcessClient, ServerInfo};
 use client_core::params::HEFUN_N8192;
 use client_core::rand_core::Rng;
 use client_core::wire::assembled::{ClientMessage, ServerMessage};
-use hefun_tests::world::{infer, random_layer, world, world_on, world_with, World};
+use hefun_tests::world::{infer, random_layer, random_network, world, world_on, world_with, World};
 use server::protocol::{Inference, ProtocolError};
 
 /// Output precision against the plaintext model. The output's flooding follows the tracked noise
@@ -14,15 +14,7 @@ const MIN_OUTPUT_BITS: f64 = 11.5;
 
 /// The sign-magnitude round on the light preset, with the same random network as [`world`].
 fn light_world() -> World {
-    world_on(&HEFUN_N8192, |rng| server::model::Model {
-        input_len: 64,
-        layers: vec![
-            random_layer(rng, 40, 64, true),
-            random_layer(rng, 20, 40, true),
-            random_layer(rng, 10, 20, false),
-        ],
-        first_conv: None,
-    })
+    world_on(&HEFUN_N8192, random_network)
 }
 
 #[test]

@@ -39,8 +39,9 @@ pub fn random_layer(rng: &mut Csprng, rows: usize, cols: usize, relu: bool) -> L
     }
 }
 
-pub fn world() -> World {
-    world_with(|rng| Model {
+/// A random 64–40–20–10 network with two ReLU layers.
+pub fn random_network(rng: &mut Csprng) -> Model {
+    Model {
         input_len: 64,
         layers: vec![
             random_layer(rng, 40, 64, true),
@@ -48,7 +49,11 @@ pub fn world() -> World {
             random_layer(rng, 10, 20, false),
         ],
         first_conv: None,
-    })
+    }
+}
+
+pub fn world() -> World {
+    world_with(random_network)
 }
 
 /// A world for the model `make` draws.
