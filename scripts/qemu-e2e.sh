@@ -11,13 +11,22 @@
 # Needs the Debian packages of .ci/run (rustc-web cargo-web rust-web-src lld qemu-system-arm) and
 # defmt-print (installed here with cargo if missing).
 #
-# Usage: scripts/qemu-e2e.sh [IMAGES]   (default 1; the firmware stores 4 MNIST test images)
+# Usage: scripts/qemu-e2e.sh [IMAGES] [--json FILE]
+#   IMAGES: 1 to 4 (default 1; the firmware stores 4 MNIST test images)
+#   --json FILE: also write the footprint as JSON (peak RAM, instructions, bytes; see the end)
 # Under QEMU the UART moves about 30–40 KB/s towards the device and ~400 KB/s from it (QEMU
 # hands over one byte per main-loop iteration), so the 102 MB key upload takes about 4 minutes
 # and each inference (3 MB each way) about 2 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-images=${1:-1}
+images=1
+json=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --json) json=${2:?--json needs a file}; shift 2 ;;
+    *) images=$1; shift ;;
+  esac
+done
 case "$images" in
   [1-4]) ;;
   *) echo "error: IMAGES must be 1 to 4 (the firmware stores 4 test images)" >&2; exit 2 ;;
@@ -30,15 +39,20 @@ fi
 
 echo "== building the firmware"
 (cd firmware-example &&
-  RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 /usr/bin/cargo build --release --ignore-rust-version)
+  env -u CARGO_TARGET_DIR RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 /usr/bin/cargo build --release --ignore-rust-version)
 elf=firmware-example/target/thumbv7em-none-eabihf/release/firmware-example
 size "$elf" | awk 'NR==2 { printf "flash %d bytes (text %d + data %d), static RAM %d bytes (data + bss incl. heap)\n", $1+$2, $1, $2, $2+$3 }'
+read -r text data bss < <(size "$elf" | awk 'NR==2 { print $1, $2, $3 }')
+# The RAM region the linker was given (memory.x), in bytes.
+ram_region=$(sed -n 's/^ *RAM *:.*LENGTH *= *\([0-9]*\)K.*/\1/p' firmware-example/memory.x)
+ram_region=$(( ram_region * 1024 ))
 
 echo "== starting hefun serve"
 cargo build -q -p server --bin hefun
+hefun="${CARGO_TARGET_DIR:-target}/debug/hefun"
 work=$(mktemp -d)
 # Rounds take about a minute through QEMU's UART.
-target/debug/hefun serve --model small --listen 127.0.0.1:0 --calibration 20 --round-timeout 900 \
+"$hefun" serve --model small --listen 127.0.0.1:0 --calibration 20 --round-timeout 900 \
   > "$work/serve.out" 2> "$work/serve.log" &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -85,10 +99,60 @@ if [ "$count" -ne "$images" ]; then
   echo "error: the firmware printed $count predictions for $images images" >&2
   exit 1
 fi
-target/debug/hefun plain --model small --images "$count" |
+"$hefun" plain --model small --images "$count" |
   sed -n 's/^image \([0-9]*\): plaintext \([0-9]*\).*/\1 \2/p' > "$work/plain"
 if ! diff "$work/firmware" "$work/plain"; then
   echo "error: firmware predictions (left) differ from the plaintext model's (right)" >&2
   exit 1
 fi
 echo "== firmware OK: $count of $count predictions equal the plaintext model's"
+
+if [ -n "$json" ]; then
+  python3 - "$work/log" "$json" "$text" "$data" "$bss" "$ram_region" "$count" <<'PY'
+import json, re, sys
+log, out, text, data, bss, region, images = sys.argv[1:]
+text, data, bss, region, images = map(int, (text, data, bss, region, images))
+lines = open(log).read().splitlines()
+def phase(name):
+    for l in lines:
+        m = re.search(r"phase %s: (\d+) instructions.*?(\d+) bytes up, (\d+) bytes down" % re.escape(name), l)
+        if m:
+            return tuple(map(int, m.groups()))
+    raise SystemExit("no phase %r in the firmware log" % name)
+m = re.search(r"phase secret key: (\d+) instructions", "\n".join(lines))
+secret = int(m.group(1)) if m else 0
+hello = phase("key id and hello")
+upload = phase("server hello, key generation and upload")
+per_image = []
+current = 0
+for l in lines:
+    m = re.search(r"phase (input encryption|decrypt, sign, re-encrypt|output decryption): (\d+) instructions", l)
+    if m:
+        current += int(m.group(2))
+    m = re.search(r"image \d+: prediction \d+ \((\d+) bytes up, (\d+) bytes down\)", l)
+    if m:
+        per_image.append((current, int(m.group(1)), int(m.group(2))))
+        current = 0
+m = re.search(r"peak heap (\d+) bytes, peak stack (\d+) bytes, heap region (\d+) bytes", "\n".join(lines))
+heap, stack, heap_region = map(int, m.groups())
+statics = data + bss - heap_region
+n = len(per_image)
+report = {
+    "images": n,
+    "predictions_match": n == images,
+    "ram_region_bytes": region,
+    "flash_bytes": text + data,
+    "static_bytes": statics,
+    "peak_heap_bytes": heap,
+    "peak_stack_bytes": stack,
+    "peak_ram_bytes": statics + heap + stack,
+    "key_setup_instructions": secret + hello[0] + upload[0],
+    "key_upload_bytes": upload[1],
+    "inference_instructions": sum(p[0] for p in per_image) // n,
+    "inference_bytes_up": sum(p[1] for p in per_image) // n,
+    "inference_bytes_down": sum(p[2] for p in per_image) // n,
+}
+json.dump(report, open(out, "w"), indent=2)
+print(json.dumps(report, indent=2))
+PY
+fi

@@ -93,7 +93,7 @@ impl Modulus {
     /// x mod q for any u64.
     #[inline]
     pub fn reduce_u64(&self, x: u64) -> u64 {
-        let est = ((x as u128 * self.barrett64 as u128) >> 64) as u64;
+        let est = mul_wide(x, self.barrett64).0;
         let mut r = x - est * self.q;
         // The estimate is short by at most 2 (q < 2^62 keeps r below 2^64).
         if r >= self.q {
@@ -173,7 +173,19 @@ impl Modulus {
     /// (a * b) mod q for a, b < q.
     #[inline]
     pub fn mul(&self, a: u64, b: u64) -> u64 {
-        self.reduce_product(a as u128 * b as u128)
+        // Barrett as in `reduce_product`, on 64-bit halves: a 32-bit core has no 128-bit
+        // multiply, and a generic u128 product there is a library call.
+        let (hi, lo) = mul_wide(a, b);
+        let top = (hi << (65 - self.bits)) | (lo >> (self.bits - 1));
+        let est = mul_wide(top, self.barrett).0;
+        let mut r = lo.wrapping_sub(est.wrapping_mul(self.q));
+        if r >= self.q {
+            r -= self.q;
+        }
+        if r >= self.q {
+            r -= self.q;
+        }
+        r
     }
 
     /// Shoup's precomputation for multiplying many values by the constant `w < q`.
@@ -182,10 +194,27 @@ impl Modulus {
         (((w as u128) << 64) / self.q as u128) as u64
     }
 
+    /// [`Modulus::shoup`] without a 128-bit division (a library call of hundreds of
+    /// instructions on a 32-bit core): estimated from the Barrett constant, then corrected.
+    #[inline]
+    pub fn shoup_fast(&self, w: u64) -> u64 {
+        let (hi, lo) = mul_wide(w, self.barrett);
+        // w·barrett / 2^(bits − 1) falls short of w·2^64/q by less than 3.
+        let mut est = (hi << (65 - self.bits)) | (lo >> (self.bits - 1));
+        loop {
+            let (h, l) = mul_wide(est + 1, self.q);
+            if h < w || (h == w && l == 0) {
+                est += 1;
+            } else {
+                return est;
+            }
+        }
+    }
+
     /// (a * w) mod q given `w_shoup = self.shoup(w)`, for any a < 2^64.
     #[inline]
     pub fn mul_shoup(&self, a: u64, w: u64, w_shoup: u64) -> u64 {
-        let est = ((a as u128 * w_shoup as u128) >> 64) as u64;
+        let est = mul_wide(a, w_shoup).0;
         let r = a.wrapping_mul(w).wrapping_sub(est.wrapping_mul(self.q));
         if r >= self.q {
             r - self.q
@@ -198,7 +227,7 @@ impl Modulus {
     /// that are reduced once at the end.
     #[inline]
     pub fn mul_shoup_lazy(&self, a: u64, w: u64, w_shoup: u64) -> u64 {
-        let est = ((a as u128 * w_shoup as u128) >> 64) as u64;
+        let est = mul_wide(a, w_shoup).0;
         a.wrapping_mul(w).wrapping_sub(est.wrapping_mul(self.q))
     }
 
@@ -224,6 +253,38 @@ impl Modulus {
         } else {
             Some(self.pow(a, self.q - 2))
         }
+    }
+}
+
+/// The 128-bit product of `a` and `b` as (high, low) words. On 32-bit targets it is built from
+/// four 32 × 32 → 64-bit products (one `UMULL` each on a Cortex-M4).
+#[inline(always)]
+pub fn mul_wide(a: u64, b: u64) -> (u64, u64) {
+    #[cfg(target_pointer_width = "64")]
+    {
+        let p = a as u128 * b as u128;
+        ((p >> 64) as u64, p as u64)
+    }
+    #[cfg(not(target_pointer_width = "64"))]
+    {
+        mul_wide_halves(a, b)
+    }
+}
+
+/// [`mul_wide`] from 32-bit halves (what 32-bit targets run; tested on hosts too).
+#[inline(always)]
+pub fn mul_wide_halves(a: u64, b: u64) -> (u64, u64) {
+    {
+        let (a0, a1) = (a & 0xffff_ffff, a >> 32);
+        let (b0, b1) = (b & 0xffff_ffff, b >> 32);
+        let p00 = a0 * b0;
+        let p01 = a0 * b1;
+        let p10 = a1 * b0;
+        let p11 = a1 * b1;
+        let mid = (p00 >> 32) + (p01 & 0xffff_ffff) + (p10 & 0xffff_ffff);
+        let lo = (p00 & 0xffff_ffff) | (mid << 32);
+        let hi = p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+        (hi, lo)
     }
 }
 
@@ -280,6 +341,23 @@ mod tests {
     use proptest::prelude::*;
 
     const Q: u64 = 1_152_921_504_606_830_593; // 2^60 - 2^14 + 1, a 60-bit NTT prime
+
+    proptest! {
+        #[test]
+        fn fast_shoup_constants_are_exact(w: u64, bits in 17u32..=61, k: u64) {
+            // An odd modulus of `bits` bits (primality does not matter here).
+            let q = (1u64 << (bits - 1)) | (k & ((1u64 << (bits - 1)) - 1)) | 1;
+            let m = Modulus::new(q).unwrap();
+            let w = w % q;
+            prop_assert_eq!(m.shoup_fast(w), m.shoup(w));
+        }
+
+        #[test]
+        fn products_from_halves_are_exact(a: u64, b: u64) {
+            let p = a as u128 * b as u128;
+            prop_assert_eq!(mul_wide_halves(a, b), ((p >> 64) as u64, p as u64));
+        }
+    }
 
     #[test]
     fn primality_of_known_values() {

@@ -4,9 +4,12 @@
 //! by one. Because 5^j ≡ 1 (mod 4), m(ζ^k) is a length-N/2 transform of w_t = m_t + i·m_(t+N/2),
 //! which the "special" FFT below evaluates in O(N log N).
 //!
-//! Tables: one quarter-wave cosine table of N/2 + 1 f64 (32 KB at N = 2^13, 64 KB at N = 2^14);
-//! the powers of 5 are generated on the fly. Each call uses one working buffer of N/2 complex
-//! values (8·N bytes). All transcendental functions come from `libm`.
+//! Tables: the 2N-th roots of unity ζ^k as products of two tables of about √(2N) entries each
+//! (4 KB at N = 2^13, where a full table would be 32–64 KB of a device's RAM); each FFT stage
+//! computes each of its roots once. The powers of 5 are generated on the fly. Each call uses one
+//! working buffer of N/2 complex values (8·N bytes), which is also where a device accumulates
+//! the coefficients it decrypts and where encoded coefficients are read from: no second
+//! N-sized buffer. All transcendental functions come from `libm`.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -16,10 +19,12 @@ use crate::error::{Error, Result};
 use crate::params::Params;
 use crate::ring::{Basis, Coeff, Context, IntPoly, Poly};
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Complex {
-    re: f64,
-    im: f64,
+/// One FFT point: coefficients t (real part) and t + N/2 (imaginary part) of a polynomial, or
+/// one slot.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Complex {
+    pub re: f64,
+    pub im: f64,
 }
 
 impl Complex {
@@ -55,28 +60,78 @@ pub struct Plaintext {
     pub scale: f64,
 }
 
+/// Δ·m of encoded slot values, held in the FFT's layout: point t carries coefficients t and
+/// t + N/2 (integer-valued f64).
+pub struct Coefficients(Vec<Complex>);
+
+impl Coefficients {
+    /// Coefficient `t` (0 ≤ t < N).
+    #[inline]
+    pub fn get(&self, t: usize) -> f64 {
+        let h = self.0.len();
+        if t < h {
+            self.0[t].re
+        } else {
+            self.0[t - h].im
+        }
+    }
+
+    /// Number of coefficients (N).
+    pub fn len(&self) -> usize {
+        2 * self.0.len()
+    }
+
+    /// True for the empty ring (never).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Drop for Coefficients {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+/// Overwrites secret points (encoded inputs, decrypted slots).
+pub(crate) fn wipe(buf: &mut [Complex]) {
+    for c in buf.iter_mut() {
+        *c = Complex::default();
+    }
+    core::hint::black_box(buf);
+}
+
 /// Encoder/decoder for one ring dimension.
 #[derive(Clone, Debug)]
 pub struct Encoder {
     log_n: u32,
-    /// log2 of the quarter period N/2 (the table has N/2 + 1 entries).
-    quarter_log2: u32,
-    /// cos(2πk / 2N) for k = 0 … N/2.
-    cos: Vec<f64>,
+    /// ζ^k for k < 2^split.
+    lo: Vec<Complex>,
+    /// ζ^(k·2^split) for k < 2N / 2^split.
+    hi: Vec<Complex>,
+    split: u32,
 }
 
 impl Encoder {
-    /// Precomputes the cosine table for ring dimension 2^`log_n` (log_n ≥ 2).
+    /// Precomputes the root tables for ring dimension 2^`log_n` (log_n ≥ 2).
     pub fn new(log_n: u32) -> Self {
         let m = 2usize << log_n;
-        let quarter = m / 4;
-        let cos = (0..=quarter)
-            .map(|k| libm::cos(2.0 * core::f64::consts::PI * k as f64 / m as f64))
-            .collect();
+        let m_log2 = log_n + 1;
+        let split = m_log2.div_ceil(2);
+        let at = |k: usize| {
+            let theta = 2.0 * core::f64::consts::PI * k as f64 / m as f64;
+            Complex {
+                re: libm::cos(theta),
+                im: libm::sin(theta),
+            }
+        };
+        let lo = (0..1usize << split).map(at).collect();
+        let hi = (0..m >> split).map(|k| at(k << split)).collect();
         Self {
             log_n,
-            quarter_log2: log_n - 1,
-            cos,
+            lo,
+            hi,
+            split,
         }
     }
 
@@ -85,46 +140,39 @@ impl Encoder {
         1 << (self.log_n - 1)
     }
 
-    /// Bytes held by the precomputed table.
+    /// Bytes held by the precomputed tables.
     pub fn table_bytes(&self) -> usize {
-        self.cos.len() * size_of::<f64>()
+        (self.lo.len() + self.hi.len()) * size_of::<Complex>()
     }
 
-    /// ζ^idx with ζ = exp(2πi / 2N), from the quarter-wave table.
+    /// ζ^idx with ζ = exp(2πi / 2N), as ζ^(idx mod 2^split) · ζ^(2^split·⌊idx / 2^split⌋).
     #[inline(always)]
     fn root(&self, idx: usize) -> Complex {
-        let q = 1usize << self.quarter_log2;
-        let idx = idx & (4 * q - 1);
-        let c = &self.cos;
-        let (re, im) = match idx >> self.quarter_log2 {
-            0 => (c[idx], c[q - idx]),
-            1 => (-c[2 * q - idx], c[idx - q]),
-            2 => (-c[idx - 2 * q], -c[3 * q - idx]),
-            _ => (c[4 * q - idx], -c[idx - 3 * q]),
-        };
-        Complex { re, im }
+        let idx = idx & ((2usize << self.log_n) - 1);
+        self.lo[idx & ((1 << self.split) - 1)].mul(self.hi[idx >> self.split])
     }
 
     /// Evaluates w at the slot points: out_j = Σ_t w_t ζ^(5^j·t), in place.
-    fn special_fft(&self, vals: &mut [Complex]) {
+    pub(crate) fn special_fft(&self, vals: &mut [Complex]) {
         let size = vals.len();
-        let m = 4 * (self.cos.len() - 1);
+        let m = 2usize << self.log_n;
         bit_reverse(vals);
         let mut len = 2;
         while len <= size {
             let half = len / 2;
             let lenq = len * 4;
             let gap = m / lenq;
-            for block in vals.chunks_exact_mut(len) {
-                let mut rot = 1usize;
-                for j in 0..half {
-                    let w = self.root(rot * gap);
-                    let u = block[j];
-                    let v = block[j + half].mul(w);
-                    block[j] = u.add(v);
-                    block[j + half] = u.sub(v);
-                    rot = (rot * 5) % lenq;
+            let mut rot = 1usize;
+            // Root-major: each of the stage's roots is computed once.
+            for j in 0..half {
+                let w = self.root(rot * gap);
+                for start in (0..size).step_by(len) {
+                    let u = vals[start + j];
+                    let v = vals[start + j + half].mul(w);
+                    vals[start + j] = u.add(v);
+                    vals[start + j + half] = u.sub(v);
                 }
+                rot = (rot * 5) % lenq;
             }
             len *= 2;
         }
@@ -133,22 +181,21 @@ impl Encoder {
     /// Inverse of [`Encoder::special_fft`], in place.
     fn special_ifft(&self, vals: &mut [Complex]) {
         let size = vals.len();
-        let m = 4 * (self.cos.len() - 1);
+        let m = 2usize << self.log_n;
         let mut len = size;
         while len >= 2 {
             let half = len / 2;
             let lenq = len * 4;
             let gap = m / lenq;
-            for block in vals.chunks_exact_mut(len) {
-                let mut rot = 1usize;
-                for j in 0..half {
-                    let w = self.root((lenq - rot) * gap);
-                    let u = block[j].add(block[j + half]);
-                    let v = block[j].sub(block[j + half]).mul(w);
-                    block[j] = u;
-                    block[j + half] = v;
-                    rot = (rot * 5) % lenq;
+            let mut rot = 1usize;
+            for j in 0..half {
+                let w = self.root((lenq - rot) * gap);
+                for start in (0..size).step_by(len) {
+                    let (a, b) = (vals[start + j], vals[start + j + half]);
+                    vals[start + j] = a.add(b);
+                    vals[start + j + half] = a.sub(b).mul(w);
                 }
+                rot = (rot * 5) % lenq;
             }
             len /= 2;
         }
@@ -160,15 +207,15 @@ impl Encoder {
         }
     }
 
-    /// Rounded integer coefficients Δ·m of the real slot values (unused slots are zero).
-    /// Calls `sink(t, coefficient)` for t = 0 … N−1 with an integer-valued f64 below `max_abs`.
-    fn coefficients(
+    /// Rounded integer coefficients Δ·m of the real slot values (unused slots are zero), in
+    /// the FFT's layout, each an integer-valued f64 below `max_abs`. Fails on non-finite
+    /// values, more values than slots, or a coefficient too large.
+    pub fn encode_coefficients(
         &self,
         values: &[f64],
         scale: f64,
         max_abs: f64,
-        mut sink: impl FnMut(usize, f64),
-    ) -> Result<()> {
+    ) -> Result<Coefficients> {
         let slots = self.slots();
         if values.len() > slots {
             return Err(Error::TooManySlots {
@@ -179,24 +226,24 @@ impl Encoder {
         if !(scale.is_finite() && scale > 0.0) {
             return Err(Error::InvalidScale);
         }
-        let mut buf = vec![Complex::default(); slots];
-        for (b, &v) in buf.iter_mut().zip(values) {
+        let mut buf = Coefficients(vec![Complex::default(); slots]);
+        for (b, &v) in buf.0.iter_mut().zip(values) {
             if !v.is_finite() {
                 return Err(Error::ValueOutOfRange);
             }
             b.re = v;
         }
-        self.special_ifft(&mut buf);
-        for (t, w) in buf.iter().enumerate() {
-            for (offset, part) in [(0, w.re), (slots, w.im)] {
-                let c = libm::round(part * scale);
+        self.special_ifft(&mut buf.0);
+        for w in buf.0.iter_mut() {
+            for part in [&mut w.re, &mut w.im] {
+                let c = libm::round(*part * scale);
                 if c.is_nan() || libm::fabs(c) >= max_abs {
                     return Err(Error::ValueOutOfRange);
                 }
-                sink(t + offset, c);
+                *part = c;
             }
         }
-        Ok(())
+        Ok(buf)
     }
 
     /// Δ·m rounded, as integer-valued f64 coefficients (N of them), for callers that reduce
@@ -208,9 +255,8 @@ impl Encoder {
         scale: f64,
         max_abs: f64,
     ) -> Result<Vec<f64>> {
-        let mut out = vec![0.0; 2 * self.slots()];
-        self.coefficients(values, scale, max_abs, |t, c| out[t] = c)?;
-        Ok(out)
+        let coeffs = self.encode_coefficients(values, scale, max_abs)?;
+        Ok((0..coeffs.len()).map(|t| coeffs.get(t)).collect())
     }
 
     /// Encodes real values into a plaintext over the ciphertext primes up to `level`, at
@@ -240,12 +286,12 @@ impl Encoder {
         let moduli: Vec<_> = (0..basis.len())
             .map(|pos| *ctx.modulus(basis, pos))
             .collect();
-        let mut limbs: Vec<&mut [u64]> = poly.data_mut().chunks_exact_mut(n).collect();
-        self.coefficients(values, scale, max_abs, |t, c| {
-            for (limb, m) in limbs.iter_mut().zip(&moduli) {
-                limb[t] = reduce_coefficient(m, c);
+        let coeffs = self.encode_coefficients(values, scale, max_abs)?;
+        for (limb, m) in poly.data_mut().chunks_exact_mut(n).zip(&moduli) {
+            for (t, x) in limb.iter_mut().enumerate() {
+                *x = reduce_coefficient(m, coeffs.get(t));
             }
-        })?;
+        }
         Ok(Plaintext { poly, scale })
     }
 
@@ -262,20 +308,23 @@ impl Encoder {
             });
         }
         let inv = 1.0 / scale;
-        let mut buf: Vec<Complex> = (0..slots)
+        let buf: Vec<Complex> = (0..slots)
             .map(|t| Complex {
                 re: int.coeff_f64(t) * inv,
                 im: int.coeff_f64(t + slots) * inv,
             })
             .collect();
+        Ok(self.decode_points(buf))
+    }
+
+    /// The slot values of a polynomial whose coefficients divided by Δ are in `buf` (FFT
+    /// layout); the buffer is wiped.
+    pub(crate) fn decode_points(&self, mut buf: Vec<Complex>) -> Vec<f64> {
         self.special_fft(&mut buf);
         let values = buf.iter().map(|c| c.re).collect();
-        // The buffer holds the decrypted slots (and their imaginary parts): wipe it.
-        for c in buf.iter_mut() {
-            *c = Complex { re: 0.0, im: 0.0 };
-        }
-        core::hint::black_box(&buf);
-        Ok(values)
+        // The buffer holds the decrypted slots (and their imaginary parts).
+        wipe(&mut buf);
+        values
     }
 
     /// Decodes a coefficient-form polynomial over ciphertext primes (reconstructs the centred

@@ -19,7 +19,7 @@ pub mod input;
 pub mod messages;
 
 /// Version of the wire protocol, exchanged in the handshake.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
@@ -203,6 +203,96 @@ pub fn read_frame<R: embedded_io::Read, T: DeserializeOwned>(
     decode_payload(buf)
 }
 
+/// Most bytes of strings one frame may carry (preset names, an error message), which a
+/// streamed read keeps in a scratch buffer; everything else is decoded as it is read.
+pub const STREAM_SCRATCH: usize = 1024;
+
+/// What a streamed read of one frame gives.
+pub struct Streamed<T> {
+    /// The message.
+    pub msg: T,
+    /// Bytes read (length prefix included).
+    pub bytes: usize,
+    /// Ticks of the caller's clock spent inside the stream's reads (the rest is decoding).
+    pub io_ticks: u64,
+}
+
+/// Reads one frame from `r` and decodes it as its bytes arrive, without a buffer for the frame
+/// (a limb frame is about 6·N bytes): what a device with little RAM does. The frame must
+/// decode to exactly its length. `clock`, if any, times the reads alone.
+pub fn read_frame_streamed<R: embedded_io::Read, T: DeserializeOwned>(
+    r: &mut R,
+    clock: Option<fn() -> u64>,
+) -> Result<Streamed<T>> {
+    let mut prefix = [0; LEN_PREFIX];
+    let t = clock.map_or(0, |c| c());
+    r.read_exact(&mut prefix).map_err(|_| Error::Io)?;
+    let prefix_ticks = clock.map_or(0, |c| c()) - t;
+    let len = frame_len(prefix)?;
+    let mut scratch = alloc::vec![0u8; STREAM_SCRATCH];
+    let bounded = Bounded {
+        r,
+        left: len,
+        clock,
+        ticks: prefix_ticks,
+        ahead: [0; READ_AHEAD],
+        pos: 0,
+        filled: 0,
+    };
+    let (msg, (bounded, _)) = postcard::from_eio::<T, _>((bounded, &mut scratch))
+        .map_err(|_| Error::Decode("malformed frame"))?;
+    if bounded.left != 0 || bounded.pos != bounded.filled {
+        return Err(Error::Decode("frame longer than its message"));
+    }
+    Ok(Streamed {
+        msg,
+        bytes: LEN_PREFIX + len,
+        io_ticks: bounded.ticks,
+    })
+}
+
+/// A reader that ends after `left` more bytes (one frame's body), timing its reads. It reads
+/// ahead in chunks: postcard asks for one byte at a time, and timing every byte would cost more
+/// than decoding it.
+struct Bounded<'a, R> {
+    r: &'a mut R,
+    left: usize,
+    clock: Option<fn() -> u64>,
+    ticks: u64,
+    ahead: [u8; READ_AHEAD],
+    pos: usize,
+    filled: usize,
+}
+
+/// Bytes read ahead by a streamed read.
+const READ_AHEAD: usize = 64;
+
+impl<R: embedded_io::Read> embedded_io::ErrorType for Bounded<'_, R> {
+    type Error = embedded_io::ErrorKind;
+}
+
+impl<R: embedded_io::Read> embedded_io::Read for Bounded<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> core::result::Result<usize, Self::Error> {
+        if self.pos == self.filled {
+            let take = READ_AHEAD.min(self.left);
+            if take == 0 {
+                return Ok(0);
+            }
+            let t = self.clock.map_or(0, |c| c());
+            self.r
+                .read_exact(&mut self.ahead[..take])
+                .map_err(|_| embedded_io::ErrorKind::Other)?;
+            self.ticks += self.clock.map_or(0, |c| c()) - t;
+            self.left -= take;
+            (self.pos, self.filled) = (0, take);
+        }
+        let n = buf.len().min(self.filled - self.pos);
+        buf[..n].copy_from_slice(&self.ahead[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +304,48 @@ mod tests {
         Hello { version: u16 },
         Limb(Vec<u64>),
         Error { code: ErrorCode, message: String },
+    }
+
+    #[test]
+    fn streamed_reads_decode_frames_without_a_frame_buffer() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Limbed {
+            index: u16,
+            #[serde(with = "crate::ring::serde_limbs")]
+            words: Vec<u64>,
+            note: String,
+        }
+        let msgs = [
+            Limbed {
+                index: 3,
+                words: (0..8192u64)
+                    .map(|i| (i * 0x9e37_79b9) % (1 << 43))
+                    .collect(),
+                note: "x".repeat(200),
+            },
+            Limbed {
+                index: 0,
+                words: vec![0; 16],
+                note: String::new(),
+            },
+        ];
+        let mut stream = Vec::new();
+        for m in &msgs {
+            encode_frame(m, &mut stream).unwrap();
+        }
+        let mut rest = &stream[..];
+        for m in &msgs {
+            let got = read_frame_streamed::<_, Limbed>(&mut rest, None).unwrap();
+            assert_eq!(&got.msg, m);
+        }
+        assert!(rest.is_empty());
+        // A frame whose body is longer than its message, and one cut short.
+        let mut long = stream.clone();
+        let len = u32::from_le_bytes(long[..4].try_into().unwrap()) + 1;
+        long[..4].copy_from_slice(&len.to_le_bytes());
+        long.insert(4 + len as usize - 1, 0);
+        assert!(read_frame_streamed::<_, Limbed>(&mut &long[..], None).is_err());
+        assert!(read_frame_streamed::<_, Limbed>(&mut &stream[..100], None).is_err());
     }
 
     #[test]

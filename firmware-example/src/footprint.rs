@@ -12,6 +12,8 @@ pub struct CountingHeap {
     heap: LlffHeap,
     used: AtomicUsize,
     peak: AtomicUsize,
+    /// Peak since the last [`CountingHeap::take_window_peak`].
+    window: AtomicUsize,
 }
 
 impl CountingHeap {
@@ -21,6 +23,7 @@ impl CountingHeap {
             heap: LlffHeap::empty(),
             used: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
+            window: AtomicUsize::new(0),
         }
     }
 
@@ -36,6 +39,17 @@ impl CountingHeap {
     pub fn peak(&self) -> usize {
         self.peak.load(Ordering::Relaxed)
     }
+
+    /// Bytes allocated now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The peak since the last call (or the start), and starts a new window at the current use.
+    pub fn take_window_peak(&self) -> usize {
+        let peak = self.window.swap(self.used(), Ordering::Relaxed);
+        peak.max(self.used())
+    }
 }
 
 // SAFETY: forwards to LlffHeap, which is a GlobalAlloc; the counters only observe.
@@ -45,6 +59,7 @@ unsafe impl GlobalAlloc for CountingHeap {
         if !p.is_null() {
             let used = self.used.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
             self.peak.fetch_max(used, Ordering::Relaxed);
+            self.window.fetch_max(used, Ordering::Relaxed);
         }
         p
     }

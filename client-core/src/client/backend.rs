@@ -5,9 +5,10 @@
 //!
 //! - [`HostBackend`]: a [`Context`] with every prime's NTT plan and the secret in NTT form over
 //!   all primes (9 × 512 KB + 9 × 128 KB at N = 2^14); nothing is rebuilt.
-//! - [`DeviceBackend`]: the ring constants, the ternary secret (N bytes) and **one** plan with
-//!   the secret modulo its prime, rebuilt when the next limb needs another prime (one NTT's
-//!   worth of work). This is the microcontroller's memory profile.
+//! - [`DeviceBackend`]: the ring constants, the ternary secret (N bytes) and, for **one** prime,
+//!   a [`CompactNtt`] (about 4 KB of tables instead of a plan's 32·N bytes) with the secret in
+//!   NTT form, rebuilt when the next limb needs another prime (one NTT's worth of work). This
+//!   is the microcontroller's memory profile.
 //!
 //! Both give the same residues, so a session sends the same bytes whichever backend it runs on
 //! (tested in `tests/client_session.rs`).
@@ -15,14 +16,13 @@
 use alloc::vec::Vec;
 
 use rand_core::CryptoRng;
-use tfhe_ntt::prime64::Plan;
 use zeroize::Zeroizing;
 
 use crate::arith::Modulus;
 use crate::error::{Error, Result};
-use crate::keys::{PrimeTools, SecretKey};
+use crate::keys::{PrimeTools, SecretKey, Transform};
 use crate::params::Params;
-use crate::ring::{Context, Ring};
+use crate::ring::{CompactNtt, Context, Ring};
 use crate::sampling::fill_ternary;
 
 mod sealed {
@@ -45,10 +45,17 @@ pub trait Backend: sealed::Sealed {
     /// The tools of global prime `pi`.
     fn prime(&mut self, pi: usize) -> Result<Prime<'_>>;
 
+    /// The NTT of global prime `pi` alone (no secret limb is built for it).
+    fn transform(&mut self, pi: usize) -> Result<Transform<'_>>;
+
+    /// Drops the secret's limb of the current prime but keeps its NTT (memory while the rest of
+    /// a limb arrives).
+    fn forget_secret_limb(&mut self) {}
+
     /// Drops what is cached for the current prime, if anything (memory between messages).
     fn release(&mut self) {}
 
-    /// NTT plans built so far (0 for a backend that builds them all up front).
+    /// Per-prime transforms built so far (0 for a backend that builds them all up front).
     fn plan_builds(&self) -> u32 {
         0
     }
@@ -93,13 +100,18 @@ impl Backend for HostBackend<'_> {
             secret: self.sk.coeffs(),
         })
     }
+
+    fn transform(&mut self, pi: usize) -> Result<Transform<'_>> {
+        self.prime(pi).map(|p| p.tools.ntt)
+    }
 }
 
-/// The plan and the secret (NTT form) of the one prime in use.
+/// The transform and the secret (NTT form, built when first asked for) of the one prime in
+/// use.
 struct CurrentPrime {
     pi: usize,
-    plan: Plan,
-    s_ntt: Zeroizing<Vec<u64>>,
+    ntt: CompactNtt,
+    s_ntt: Option<Zeroizing<Vec<u64>>>,
 }
 
 /// One prime at a time: the microcontroller's backend.
@@ -132,6 +144,32 @@ impl DeviceBackend {
     }
 }
 
+impl DeviceBackend {
+    /// Makes `pi` the current prime (its NTT built, no secret limb yet) unless it is already.
+    fn switch_to(&mut self, pi: usize) -> Result<()> {
+        if self.current.as_ref().map(|c| c.pi) == Some(pi) {
+            return Ok(());
+        }
+        // Free the old secret limb before building the new one: the peak is one limb.
+        self.current = None;
+        if pi >= self.ring.num_primes() {
+            return Err(Error::IndexOutOfRange {
+                what: "prime",
+                index: pi,
+                len: self.ring.num_primes(),
+            });
+        }
+        let ntt = CompactNtt::new(self.ring.modulus_at(pi), self.ring.params().log_n())?;
+        self.current = Some(CurrentPrime {
+            pi,
+            ntt,
+            s_ntt: None,
+        });
+        self.builds += 1;
+        Ok(())
+    }
+}
+
 impl sealed::Sealed for DeviceBackend {}
 
 impl Backend for DeviceBackend {
@@ -140,20 +178,21 @@ impl Backend for DeviceBackend {
     }
 
     fn prime(&mut self, pi: usize) -> Result<Prime<'_>> {
-        if self.current.as_ref().map(|c| c.pi) != Some(pi) {
-            // Free the old plan before building the new one: the peak is one plan.
-            self.current = None;
-            let plan = self.ring.build_plan(pi)?;
-            let m = self.ring.modulus_at(pi);
+        self.switch_to(pi)?;
+        let cur = self
+            .current
+            .as_mut()
+            .ok_or(Error::InvalidParams("no prime"))?;
+        if cur.s_ntt.is_none() {
+            let m = cur.ntt.modulus();
             let mut s_ntt: Zeroizing<Vec<u64>> = Zeroizing::new(
                 self.secret
                     .iter()
                     .map(|&x| m.reduce_i64(x as i64))
                     .collect(),
             );
-            plan.fwd(&mut s_ntt);
-            self.current = Some(CurrentPrime { pi, plan, s_ntt });
-            self.builds += 1;
+            cur.ntt.forward(&mut s_ntt);
+            cur.s_ntt = Some(s_ntt);
         }
         let cur = self
             .current
@@ -164,12 +203,26 @@ impl Backend for DeviceBackend {
             tools: PrimeTools {
                 pi,
                 m,
-                plan: &cur.plan,
-                s_ntt: &cur.s_ntt,
+                ntt: Transform::Compact(&cur.ntt),
+                s_ntt: cur.s_ntt.as_deref().map_or(&[], |v| v.as_slice()),
             },
             ring: &self.ring,
             secret: &self.secret,
         })
+    }
+
+    fn transform(&mut self, pi: usize) -> Result<Transform<'_>> {
+        self.switch_to(pi)?;
+        self.current
+            .as_ref()
+            .map(|c| Transform::Compact(&c.ntt))
+            .ok_or(Error::InvalidParams("no prime"))
+    }
+
+    fn forget_secret_limb(&mut self) {
+        if let Some(c) = self.current.as_mut() {
+            c.s_ntt = None;
+        }
     }
 
     fn release(&mut self) {

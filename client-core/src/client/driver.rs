@@ -11,7 +11,7 @@ use super::backend::Backend;
 use super::session::{ClientSession, Event};
 use crate::error::{Error, Result};
 use crate::wire::messages::ServerFrame;
-use crate::wire::{read_frame, write_frame};
+use crate::wire::{read_frame, read_frame_streamed, write_frame};
 
 /// A byte stream with frame counts, and the read buffer.
 pub struct Link<T> {
@@ -28,8 +28,9 @@ pub struct Link<T> {
 }
 
 impl<T: Read + Write> Link<T> {
-    /// A link over `io`. With `keep_buffer` false the read buffer (up to one frame, 160 KiB) is
-    /// freed after each frame: a device's peak memory then excludes it while it computes.
+    /// A link over `io`. With `keep_buffer` true frames are read into a buffer kept between
+    /// frames and decoded from it (fast; a host). With it false each frame is decoded as its
+    /// bytes arrive and no frame buffer exists ([`read_frame_streamed`]; a device).
     pub fn new(io: T, keep_buffer: bool) -> Self {
         Self {
             io,
@@ -74,6 +75,12 @@ impl<T: Read + Write> Link<T> {
 
     /// Receives one server frame.
     pub fn receive(&mut self) -> Result<ServerFrame> {
+        if !self.keep_buffer {
+            let got = read_frame_streamed(&mut self.io, self.clock)?;
+            self.io_ticks += got.io_ticks;
+            self.bytes_down += got.bytes as u64;
+            return Ok(got.msg);
+        }
         let t = self.now();
         let frame = read_frame(&mut self.io, &mut self.buf);
         self.io_ticks += self.now() - t;

@@ -90,7 +90,7 @@ pub(crate) fn public_key_limbs<B: Backend>(
 /// `KeysDone`. Returns the key id and the number of limb frames sent.
 pub(crate) fn upload<B, R, F>(
     backend: &mut B,
-    draws: &PublicKeyDraws,
+    draws: PublicKeyDraws,
     rotations: &[i64],
     rng: &mut R,
     send: &mut F,
@@ -103,7 +103,7 @@ where
     let n = backend.ring().n();
     let mut words = Vec::with_capacity(n);
     let mut frames = 0u32;
-    let key_id = public_key_limbs(backend, draws, &mut words, |w, pos| {
+    let key_id = public_key_limbs(backend, &draws, &mut words, |w, pos| {
         let frame = ClientFrame::PublicKeyLimb {
             seed: draws.seed,
             limb: Limb {
@@ -116,6 +116,8 @@ where
         *w = take_words(frame);
         sent
     })?;
+    // The public key's error is not needed again: free it for the switching keys.
+    drop(draws);
 
     // Only the refresh round multiplies ciphertexts.
     let mut kinds = Vec::with_capacity(rotations.len() + 1);

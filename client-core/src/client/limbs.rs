@@ -10,16 +10,17 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::backend::Backend;
 use super::key_upload::take_words;
-use crate::encoding::reduce_coefficient;
+use crate::encoding::{reduce_coefficient, wipe, Coefficients, Complex};
 use crate::error::{Error, Result};
-use crate::ring::IntPoly;
+use crate::ring::{IntPoly, Ring};
 use crate::sampling::{fill_error, random_seed};
+use crate::wire::convert::ARRIVAL_ORDER;
 use crate::wire::messages::{ClientFrame, Limb, Purpose};
 
 /// What a fresh encryption encrypts: encoded slot values (Δ·m as integer-valued f64
 /// coefficients), or an integer polynomial as is (a refresh).
 pub(crate) enum Message<'a> {
-    Coefficients(&'a [f64]),
+    Coefficients(&'a Coefficients),
     Integers(&'a IntPoly),
 }
 
@@ -67,8 +68,8 @@ where
         let m = prime.tools.m;
         match msg {
             Message::Coefficients(c) => {
-                for (w, &x) in words.iter_mut().zip(c.iter()) {
-                    *w = reduce_coefficient(m, x);
+                for (t, w) in words.iter_mut().enumerate() {
+                    *w = reduce_coefficient(m, c.get(t));
                 }
             }
             Message::Integers(int) => int.reduce_limb(m, &mut words)?,
@@ -94,31 +95,89 @@ where
     Ok((level + 1) as u32)
 }
 
-/// One incoming ciphertext being decrypted limb by limb: c0's limbs are kept until c1's
-/// arrive, then each limb becomes c0 + c1·s in coefficient form.
+/// What an incoming ciphertext is decrypted to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decryption {
+    /// The exact centred integers (a refresh polynomial, re-encrypted as it is).
+    Integers,
+    /// Coefficients divided by the scale, for decoding to slot values. Each limb's residues
+    /// are folded into one f64 per coefficient as they arrive (m/Q ≡ Σ_i y_i/q_i mod 1 with
+    /// y_i = m_i·(Q/q_i)^-1 mod q_i), so a device holds N f64 in the FFT's layout instead of
+    /// every limb. The sum's rounding is about 2^-50·Q, so this is only used where Q/Δ is at
+    /// most 2^[`MAX_POINTS_HEADROOM_BITS`] (error ≤ 2^-30·Δ per coefficient, far below the
+    /// flooding noise of any message the server sends); otherwise the ciphertext is decrypted
+    /// exactly, which holds every limb.
+    Points,
+}
+
+/// Largest log₂(Q/Δ) of a ciphertext decrypted the [`Decryption::Points`] way (the light
+/// preset's hand-off ciphertexts have 13; a refresh preset's have 60 or more).
+pub(crate) const MAX_POINTS_HEADROOM_BITS: f64 = 20.0;
+
+/// A decrypted ciphertext.
+pub(crate) enum Decrypted {
+    Integers(IntPoly),
+    /// Coefficient t / Δ at point t (real part) and coefficient t + N/2 / Δ (imaginary part),
+    /// ready for [`crate::encoding::Encoder::decode_points`].
+    Points(Vec<Complex>),
+}
+
+/// One incoming ciphertext being decrypted limb by limb, in the server's arrival order (for
+/// each limb c1, then c0): c1 is multiplied by the secret's limb as it arrives, the secret's
+/// limb is dropped, and c0 completes c0 + c1·s, which is brought to coefficients and folded
+/// into the result. At most two limbs and the result are held at once.
 pub(crate) struct Incoming {
     limbs: usize,
     scale: f64,
-    /// c0's limbs, then the decrypted residues.
-    acc: Vec<u64>,
-    /// (component, limb) expected next.
-    next: (u8, usize),
+    mode: Decryption,
+    /// (limb, step in [`ARRIVAL_ORDER`]) expected next.
+    next: (usize, usize),
+    /// c1·s of the current limb until its c0 arrives.
+    pending: Vec<u64>,
+    /// [`Decryption::Integers`]: the decrypted residues, limb-major.
+    residues: Vec<u64>,
+    /// [`Decryption::Points`]: Σ_i y_i/q_i, FFT layout.
+    points: Vec<Complex>,
 }
 
 impl Incoming {
-    /// A ciphertext of `limbs` limbs, which must be the hand-off level's `expected`.
-    pub fn new(limbs: usize, expected: usize, scale: f64, n: usize) -> Result<Self> {
-        if limbs != expected {
+    /// A ciphertext of `limbs` limbs, which must be the hand-off level's `expected`, to be
+    /// decrypted as `want` asks if its precision allows (see [`Decryption::Points`]).
+    pub fn new(
+        limbs: usize,
+        expected: usize,
+        scale: f64,
+        ring: &Ring,
+        want: Decryption,
+    ) -> Result<Self> {
+        if limbs != expected || limbs == 0 || limbs > ring.num_q() {
             return Err(Error::Decode("ciphertext not at the hand-off level"));
         }
         if !(scale.is_finite() && scale > 0.0) {
             return Err(Error::InvalidScale);
         }
+        let n = ring.n();
+        let log_q: f64 = (0..limbs)
+            .map(|j| libm::log2(ring.modulus_at(j).value() as f64))
+            .sum();
+        let mode = match want {
+            Decryption::Points if log_q - libm::log2(scale) <= MAX_POINTS_HEADROOM_BITS => {
+                Decryption::Points
+            }
+            _ => Decryption::Integers,
+        };
+        let (residues, points) = match mode {
+            Decryption::Integers => (Vec::with_capacity(limbs * n), Vec::new()),
+            Decryption::Points => (Vec::new(), vec![Complex::default(); n / 2]),
+        };
         Ok(Self {
             limbs,
             scale,
-            acc: vec![0; limbs * n],
+            mode,
             next: (0, 0),
+            pending: Vec::new(),
+            residues,
+            points,
         })
     }
 
@@ -127,9 +186,8 @@ impl Incoming {
         self.scale
     }
 
-    /// Takes one limb (and frees it: on a device it is a large share of the peak while the
-    /// reply that may follow is computed); returns the decrypted integers once the last one is
-    /// in.
+    /// Takes one limb (and frees it as soon as it is folded in); returns the decryption once
+    /// the last one is in.
     pub fn absorb<B: Backend>(
         &mut self,
         backend: &mut B,
@@ -137,9 +195,12 @@ impl Incoming {
         scale: f64,
         limbs: u16,
         limb: Limb,
-    ) -> Result<Option<IntPoly>> {
+    ) -> Result<Option<Decrypted>> {
         let n = backend.ring().n();
-        if (component, usize::from(limb.index)) != self.next || usize::from(limbs) != self.limbs {
+        let (pos, step) = self.next;
+        if (component, usize::from(limb.index)) != (ARRIVAL_ORDER[step], pos)
+            || usize::from(limbs) != self.limbs
+        {
             return Err(Error::Decode(
                 "ciphertext limb missing, repeated or out of order",
             ));
@@ -153,40 +214,93 @@ impl Incoming {
                 found: limb.words.len(),
             });
         }
-        let pos = usize::from(limb.index);
-        let q = backend.ring().modulus_at(pos).value();
-        if let Some(index) = limb.words.iter().position(|&x| x >= q) {
+        let m = *backend.ring().modulus_at(pos);
+        if let Some(index) = limb.words.iter().position(|&x| x >= m.value()) {
             return Err(Error::ResidueOutOfRange { limb: pos, index });
         }
-        let acc = &mut self.acc[pos * n..(pos + 1) * n];
-        if component == 0 {
-            acc.copy_from_slice(&limb.words);
-        } else {
+        let mut words = limb.words;
+        if step == 0 {
             let prime = backend.prime(pos)?;
-            let plan = prime.tools.plan;
-            plan.mul_accumulate(acc, &limb.words, prime.tools.s_ntt);
-            plan.inv(acc);
-            plan.normalize(acc);
+            for (w, &s) in words.iter_mut().zip(prime.tools.s_ntt) {
+                *w = m.mul(*w, s);
+            }
+            backend.forget_secret_limb();
+            self.pending = words;
+            self.next = (pos, 1);
+            return Ok(None);
         }
-        drop(limb);
-        self.next = if pos + 1 < self.limbs {
-            (component, pos + 1)
-        } else {
-            (component + 1, 0)
-        };
-        if self.next.0 < 2 {
+        for (w, &p) in words.iter_mut().zip(self.pending.iter()) {
+            *w = m.add(*w, p);
+        }
+        self.pending.zeroize();
+        self.pending = Vec::new();
+        backend.transform(pos)?.inverse(&mut words);
+        match self.mode {
+            Decryption::Integers => self.residues.extend_from_slice(&words),
+            Decryption::Points => self.fold(backend, pos, &words),
+        }
+        words.zeroize();
+        drop(words);
+        self.next = (pos + 1, 0);
+        if pos + 1 < self.limbs {
             return Ok(None);
         }
         // What follows (CRT, decoding, and the next message, which starts at the first prime
-        // again) does not need this prime's plan: free it for the decoding buffers.
+        // again) does not need this prime's tools: free them for the decoding buffers.
         backend.release();
-        let residues = core::mem::take(&mut self.acc);
-        Ok(Some(IntPoly::from_residues(backend.ring(), residues)?))
+        match self.mode {
+            Decryption::Integers => {
+                let residues = core::mem::take(&mut self.residues);
+                Ok(Some(Decrypted::Integers(IntPoly::from_residues(
+                    backend.ring(),
+                    residues,
+                )?)))
+            }
+            Decryption::Points => Ok(Some(Decrypted::Points(self.finish(backend)))),
+        }
+    }
+
+    /// Adds y_i/q_i of limb `pos` (coefficient form) to the points.
+    fn fold<B: Backend>(&mut self, backend: &B, pos: usize, words: &[u64]) {
+        let ring = backend.ring();
+        let m = ring.modulus_at(pos);
+        // (Q/q_pos)^-1 mod q_pos; the primes are distinct, so the inverse exists.
+        let q_hat = (0..self.limbs).filter(|&j| j != pos).fold(1u64, |acc, j| {
+            m.mul(acc, m.reduce_u64(ring.modulus_at(j).value()))
+        });
+        let q_hat_inv = m.inv(q_hat).unwrap_or(0);
+        let q_hat_inv_shoup = m.shoup(q_hat_inv);
+        let inv_q = 1.0 / m.value() as f64;
+        let h = self.points.len();
+        let (low, high) = words.split_at(h);
+        for ((p, &a), &b) in self.points.iter_mut().zip(low).zip(high) {
+            p.re += m.mul_shoup(a, q_hat_inv, q_hat_inv_shoup) as f64 * inv_q;
+            p.im += m.mul_shoup(b, q_hat_inv, q_hat_inv_shoup) as f64 * inv_q;
+        }
+    }
+
+    /// Turns Σ y_i/q_i into centred m/Δ: (its fractional part, centred) · Q/Δ.
+    fn finish<B: Backend>(&mut self, backend: &B) -> Vec<Complex> {
+        let ring = backend.ring();
+        let q = (0..self.limbs).fold(1.0f64, |acc, j| acc * ring.modulus_at(j).value() as f64);
+        let ratio = q / self.scale;
+        let centre = |x: f64| {
+            let f = x - libm::floor(x);
+            (if f >= 0.5 { f - 1.0 } else { f }) * ratio
+        };
+        let mut points = core::mem::take(&mut self.points);
+        for p in points.iter_mut() {
+            p.re = centre(p.re);
+            p.im = centre(p.im);
+        }
+        points
     }
 }
 
 impl Drop for Incoming {
     fn drop(&mut self) {
-        self.acc.zeroize();
+        self.pending.zeroize();
+        self.residues.zeroize();
+        wipe(&mut self.points);
     }
 }

@@ -25,8 +25,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::backend::Backend;
 use super::key_upload::{public_key_limbs, upload, PublicKeyDraws};
-use super::limbs::{send_encryption, Incoming, Message, Target};
-use crate::encoding::{max_coefficient, Encoder};
+use super::limbs::{send_encryption, Decrypted, Decryption, Incoming, Message, Target};
+use crate::encoding::{max_coefficient, Coefficients, Encoder};
 use crate::error::{Error, Result};
 use crate::params::RoundKind;
 use crate::ring::IntPoly;
@@ -306,11 +306,11 @@ impl<B: Backend> ClientSession<B> {
         if level > params.top_level() {
             return Err(Error::InvalidParams("input level above the top level"));
         }
-        let layout = Zeroizing::new(spec.layout(input, params.slots())?);
+        let mut layout = Layout::new(spec.layout(input, params.slots())?);
         let count = u16::try_from(layout.len())
             .map_err(|_| Error::InvalidParams("input needs too many ciphertexts"))?;
-        for (ct, values) in layout.iter().enumerate() {
-            let coeffs = self.encode(values, spec.scale, level)?;
+        for ct in 0..layout.len() {
+            let coeffs = self.encode(&layout.take(ct), spec.scale, level)?;
             let target = Target {
                 purpose: Purpose::Input,
                 ct: ct as u16,
@@ -399,7 +399,7 @@ impl<B: Backend> ClientSession<B> {
                     .as_ref()
                     .map(|s| s.rotations.as_slice())
                     .unwrap_or(&[]);
-                let (_, limbs) = upload(&mut self.backend, &draws, rotations, rng, send)?;
+                let (_, limbs) = upload(&mut self.backend, draws, rotations, rng, send)?;
                 self.backend.release();
                 self.limbs_sent += limbs;
                 self.state = State::AwaitKeysAccepted;
@@ -526,7 +526,6 @@ impl<B: Backend> ClientSession<B> {
         F: FnMut(&ClientFrame) -> Result<()>,
     {
         let handoff_limbs = self.backend.ring().params().handoff_level() + 1;
-        let n = self.backend.ring().n();
         match state {
             State::Round(mut r) => {
                 if usize::from(ct) != r.done() || r.done() >= usize::from(r.count) {
@@ -534,18 +533,24 @@ impl<B: Backend> ClientSession<B> {
                 }
                 let mut incoming = match r.ct.take() {
                     Some(i) => i,
-                    None => Incoming::new(usize::from(limbs), handoff_limbs, scale, n)?,
+                    None => {
+                        // Only a refresh polynomial is needed exactly.
+                        let mode = match r.refresh {
+                            true => Decryption::Integers,
+                            false => Decryption::Points,
+                        };
+                        let ring = self.backend.ring();
+                        Incoming::new(usize::from(limbs), handoff_limbs, scale, ring, mode)?
+                    }
                 };
-                let Some(mut int) =
+                let Some(decrypted) =
                     incoming.absorb(&mut self.backend, component, scale, limbs, limb)?
                 else {
                     r.ct = Some(incoming);
                     return Ok((State::Round(r), Event::Pending));
                 };
                 if self.sign_magnitude() {
-                    let decoded = self.encoder.decode(&int, incoming.scale());
-                    int.zeroize();
-                    let mut values = decoded?;
+                    let mut values = self.decode(decrypted, incoming.scale())?;
                     // A value that is not finite is answered as 0: the reply stays well-formed
                     // whatever arrives.
                     r.values.extend(values[..r.period].iter().map(|&v| {
@@ -556,6 +561,8 @@ impl<B: Backend> ClientSession<B> {
                         }
                     }));
                     values.zeroize();
+                    // Freed before the reply is encoded: a device's peak is during the reply.
+                    drop(values);
                     if r.values.len() < r.period * usize::from(r.count) {
                         return Ok((State::Round(r), Event::Pending));
                     }
@@ -567,9 +574,7 @@ impl<B: Backend> ClientSession<B> {
                     ));
                 }
                 if !r.refresh {
-                    let decoded = self.encoder.decode(&int, incoming.scale());
-                    int.zeroize();
-                    let mut values = decoded?;
+                    let mut values = self.decode(decrypted, incoming.scale())?;
                     // NaN counts as non-negative: the answer stays well-formed whatever arrives.
                     r.signs.extend(
                         values[..r.period]
@@ -579,6 +584,9 @@ impl<B: Backend> ClientSession<B> {
                     values.zeroize();
                     return Ok((State::Round(r), Event::Pending));
                 }
+                let Decrypted::Integers(int) = decrypted else {
+                    return Err(Error::Decode("refresh polynomial not decrypted exactly"));
+                };
                 r.refreshed.push((int, incoming.scale()));
                 if r.refreshed.len() < usize::from(r.count) {
                     return Ok((State::Round(r), Event::Pending));
@@ -603,9 +611,15 @@ impl<B: Backend> ClientSession<B> {
                 }
                 let mut incoming = match incoming {
                     Some(i) => i,
-                    None => Incoming::new(usize::from(limbs), handoff_limbs, scale, n)?,
+                    None => Incoming::new(
+                        usize::from(limbs),
+                        handoff_limbs,
+                        scale,
+                        self.backend.ring(),
+                        Decryption::Points,
+                    )?,
                 };
-                let Some(mut int) =
+                let Some(decrypted) =
                     incoming.absorb(&mut self.backend, component, scale, limbs, limb)?
                 else {
                     let state = State::Output {
@@ -616,9 +630,7 @@ impl<B: Backend> ClientSession<B> {
                     };
                     return Ok((state, Event::Pending));
                 };
-                let decoded = self.encoder.decode(&int, incoming.scale());
-                int.zeroize();
-                let mut decoded = decoded?;
+                let mut decoded = self.decode(decrypted, incoming.scale())?;
                 let take = (len - values.len()).min(decoded.len());
                 values.extend_from_slice(&decoded[..take]);
                 decoded.zeroize();
@@ -753,13 +765,13 @@ impl<B: Backend> ClientSession<B> {
                 "the round's values do not match its reply layout",
             ));
         }
-        let layout = Zeroizing::new(spec.layout(&pairs, slots)?);
+        let mut layout = Layout::new(spec.layout(&pairs, slots)?);
         drop(pairs);
         let count = u16::try_from(layout.len())
             .map_err(|_| Error::InvalidParams("reply needs too many ciphertexts"))?;
         let level = spec.level as usize;
-        for (ct, values) in layout.iter().enumerate() {
-            let coeffs = self.encode(values, spec.scale, level)?;
+        for ct in 0..layout.len() {
+            let coeffs = self.encode(&layout.take(ct), spec.scale, level)?;
             let target = Target {
                 purpose: Purpose::Refreshed(r.round),
                 ct: ct as u16,
@@ -779,11 +791,45 @@ impl<B: Backend> ClientSession<B> {
     }
 
     /// Δ·m for `values` at `scale`, checked to fit below Q_level / 2.
-    fn encode(&self, values: &[f64], scale: f64, level: usize) -> Result<Zeroizing<Vec<f64>>> {
+    fn encode(&self, values: &[f64], scale: f64, level: usize) -> Result<Coefficients> {
         let max = max_coefficient(self.backend.ring().params(), level);
-        Ok(Zeroizing::new(
-            self.encoder.scaled_coefficients(values, scale, max)?,
-        ))
+        self.encoder.encode_coefficients(values, scale, max)
+    }
+
+    /// The slot values of a decrypted message at `scale`.
+    fn decode(&self, decrypted: Decrypted, scale: f64) -> Result<Vec<f64>> {
+        match decrypted {
+            Decrypted::Points(points) => Ok(self.encoder.decode_points(points)),
+            // IntPoly wipes itself on drop.
+            Decrypted::Integers(int) => self.encoder.decode(&int, scale),
+        }
+    }
+}
+
+/// The per-ciphertext slot values of a message, handed out one ciphertext at a time and wiped
+/// as they go, so that only one ciphertext's values and encoding are held at once.
+struct Layout(Vec<Vec<f64>>);
+
+impl Layout {
+    fn new(cts: Vec<Vec<f64>>) -> Self {
+        Self(cts)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Ciphertext `ct`'s values (left empty behind).
+    fn take(&mut self, ct: usize) -> Zeroizing<Vec<f64>> {
+        Zeroizing::new(self.0.get_mut(ct).map(core::mem::take).unwrap_or_default())
+    }
+}
+
+impl Drop for Layout {
+    fn drop(&mut self) {
+        for v in self.0.iter_mut() {
+            v.zeroize();
+        }
     }
 }
 

@@ -18,12 +18,13 @@ use tfhe_ntt::prime64::Plan;
 
 use crate::arith::Modulus;
 use crate::error::Result;
-use crate::ring::{Basis, Context, Ntt, Poly};
+use crate::ring::{Basis, CompactNtt, Context, Ntt, Poly};
 use crate::sampling::{
     fill_error, fill_uniform, random_seed, seeded_stream, Seed, UniformResidues,
 };
 
 pub use secret::SecretKey;
+
 pub(crate) use switching::switching_limb;
 pub use switching::{
     galois_element_for_rotation, ExpandedSwitchingKey, KeyChunk, KeyKind, SwitchingKey,
@@ -46,14 +47,45 @@ pub fn expand_uniform(ctx: &Context, seed: &Seed, digit: usize, basis: Basis) ->
     Ok(a)
 }
 
-/// What limb-wise arithmetic modulo one prime needs: the modulus, its NTT plan and the secret in
+/// The NTT of one prime: a host's `tfhe-ntt` plan (SIMD, N-word tables) or a device's
+/// [`CompactNtt`]. Both compute the same transform.
+#[derive(Clone, Copy)]
+pub enum Transform<'a> {
+    /// A host's plan.
+    Plan(&'a Plan),
+    /// A device's compact transform.
+    Compact(&'a CompactNtt),
+}
+
+impl Transform<'_> {
+    /// Coefficients → NTT form, in place.
+    pub fn forward(&self, a: &mut [u64]) {
+        match self {
+            Self::Plan(p) => p.fwd(a),
+            Self::Compact(c) => c.forward(a),
+        }
+    }
+
+    /// NTT form → coefficients, in place.
+    pub fn inverse(&self, a: &mut [u64]) {
+        match self {
+            Self::Plan(p) => {
+                p.inv(a);
+                p.normalize(a);
+            }
+            Self::Compact(c) => c.inverse(a),
+        }
+    }
+}
+
+/// What limb-wise arithmetic modulo one prime needs: the modulus, its NTT and the secret in
 /// NTT form modulo that prime. A [`Context`] has these for every prime at once; a limb-wise
 /// client ([`crate::client::DeviceBackend`]) builds them one prime at a time.
 pub(crate) struct PrimeTools<'a> {
     /// Global prime index.
     pub pi: usize,
     pub m: &'a Modulus,
-    pub plan: &'a Plan,
+    pub ntt: Transform<'a>,
     pub s_ntt: &'a [u64],
 }
 
@@ -63,7 +95,7 @@ impl<'a> PrimeTools<'a> {
         Self {
             pi,
             m: ctx.modulus_at(pi),
-            plan: ctx.plan_at(pi),
+            ntt: Transform::Plan(ctx.plan_at(pi)),
             s_ntt: sk.ntt_limb(pi),
         }
     }
@@ -72,7 +104,7 @@ impl<'a> PrimeTools<'a> {
     /// holds the coefficients (message plus error) on entry.
     pub fn ntt_minus_a_s(&self, a_seed: &Seed, digit: usize, out: &mut [u64]) {
         let m = self.m;
-        self.plan.fwd(out);
+        self.ntt.forward(out);
         // `a` is consumed as it is drawn: no limb-sized buffer.
         let mut a = UniformResidues::new(seeded_stream(a_seed, a_stream(digit, self.pi)), m);
         for (o, &si) in out.iter_mut().zip(self.s_ntt) {

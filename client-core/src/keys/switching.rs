@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 
 use super::{expand_uniform, PrimeTools, SecretKey};
 use crate::error::{Error, Result};
-use crate::ring::{automorphism_signed, check_galois_element, Context, Ntt, Poly, Ring};
+use crate::ring::{check_galois_element, Context, Ntt, Poly, Ring};
 use crate::sampling::{fill_error, random_seed, seeded_stream, Seed};
 
 /// Galois element of complex conjugation (X → X^(2N−1)), as a marker: the real value is 2N − 1.
@@ -228,9 +228,21 @@ fn source_secret_limb(tools: &PrimeTools<'_>, s: &[i8], kind: KeyKind) -> Result
     match kind {
         KeyKind::Relinearization => Ok(tools.s_ntt.iter().map(|&x| m.mul(x, x)).collect()),
         KeyKind::Galois(g) => {
-            let rotated = Zeroizing::new(automorphism_signed(s, g)?);
-            let mut limb: Vec<u64> = rotated.iter().map(|&x| m.reduce_i64(x as i64)).collect();
-            tools.plan.fwd(&mut limb);
+            // σ_g(s) straight into residues (no signed copy of the secret besides it).
+            let n = s.len();
+            check_galois_element(n, g)?;
+            let mut limb = vec![0u64; n];
+            let (mask, mut idx) = (2 * n - 1, 0usize);
+            for &c in s {
+                let r = m.reduce_i64(c as i64);
+                if idx < n {
+                    limb[idx] = r;
+                } else {
+                    limb[idx - n] = m.neg(r);
+                }
+                idx = (idx + g as usize) & mask;
+            }
+            tools.ntt.forward(&mut limb);
             Ok(limb)
         }
     }

@@ -8,10 +8,12 @@
 mod basis;
 mod context;
 mod crt;
+mod ntt;
 mod poly;
 pub mod serde_limbs;
 
 pub use basis::Basis;
 pub use context::{Context, Ring};
 pub use crt::IntPoly;
+pub use ntt::{negacyclic_root, CompactNtt};
 pub use poly::{automorphism_signed, check_galois_element, Coeff, Form, Ntt, Poly};

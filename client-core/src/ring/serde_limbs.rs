@@ -5,8 +5,9 @@
 //! residues take 50 bits instead of a 64-bit word (22 % fewer bytes; 31 % at 44 bits). Without
 //! `std` (the device) the bytes are produced one at a time into the serializer, so a sender never
 //! holds a packed copy of a limb; hosts pack into one buffer first, which is faster. postcard
-//! writes a sequence of bytes exactly as a byte string, so both give the same frames, and the
-//! receiver reads the string borrowed and unpacks it in one pass.
+//! writes a sequence of bytes exactly as a byte string, so both give the same frames. Receivers
+//! read it as a sequence and unpack each byte as it comes (on a device, straight off the
+//! stream: no copy of the packed limb is ever held).
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -158,7 +159,9 @@ impl<'de> DeserializeSeed<'de> for Unpack {
     type Value = Vec<u64>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<u64>, D::Error> {
-        deserializer.deserialize_bytes(self)
+        // As a sequence: postcard then hands the bytes over one at a time from a buffer or,
+        // on a device, straight off the stream, with no copy of the packed limb either way.
+        deserializer.deserialize_seq(self)
     }
 }
 
@@ -178,16 +181,39 @@ impl<'de> Visitor<'de> for Unpack {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        // Self-describing formats (JSON) hand bytes over as a sequence of numbers; the length
-        // is bounded before anything is collected.
-        let mut bytes = Vec::new();
+        // A streamed postcard frame (a device), or a self-describing format (JSON), hands the
+        // bytes over one at a time: each is unpacked as it comes, against the header's bounds.
+        let len = packed_len(self.count, self.bits);
+        let mask = if self.bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.bits) - 1
+        };
+        let mut words = Vec::with_capacity(self.count);
+        let (mut acc, mut have, mut read) = (0u128, 0u32, 0usize);
         while let Some(b) = seq.next_element::<u8>()? {
-            if bytes.len() == packed_len(self.count, self.bits) {
+            if read == len {
                 return Err(de::Error::custom("limb bytes exceed its word count"));
             }
-            bytes.push(b);
+            read += 1;
+            acc |= u128::from(b) << have;
+            have += 8;
+            while self.bits > 0 && have >= self.bits && words.len() < self.count {
+                words.push(acc as u64 & mask);
+                acc >>= self.bits;
+                have -= self.bits;
+            }
         }
-        self.unpack(&bytes)
+        if read != len {
+            return Err(de::Error::custom(
+                "limb bytes do not match its word count and width",
+            ));
+        }
+        if acc != 0 {
+            return Err(de::Error::custom("limb padding bits are not zero"));
+        }
+        words.resize(self.count, 0);
+        Ok(words)
     }
 }
 
@@ -225,6 +251,64 @@ mod tests {
         }
         round_trip(vec![]);
         round_trip(vec![0; 5]);
+    }
+
+    /// The sequence path (a device's streamed read) against the byte-string path.
+    fn via_seq(bytes: &[u8]) -> Option<Vec<u64>> {
+        struct AsSeq;
+        impl<'de> DeserializeSeed<'de> for AsSeq {
+            type Value = Vec<u64>;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<u64>, D::Error> {
+                d.deserialize_tuple(3, SeqLimb)
+            }
+        }
+        struct SeqLimb;
+        impl<'de> Visitor<'de> for SeqLimb {
+            type Value = Vec<u64>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a limb")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u64>, A::Error> {
+                let count: u32 = seq.next_element()?.unwrap_or(0);
+                let bits: u8 = seq.next_element()?.unwrap_or(0);
+                struct Inner(Unpack);
+                impl<'de> DeserializeSeed<'de> for Inner {
+                    type Value = Vec<u64>;
+                    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<u64>, D::Error> {
+                        d.deserialize_seq(self.0)
+                    }
+                }
+                let unpack = Unpack {
+                    count: count as usize,
+                    bits: u32::from(bits),
+                };
+                seq.next_element_seed(Inner(unpack))?
+                    .ok_or_else(|| de::Error::custom("missing"))
+            }
+        }
+        let mut d = postcard::Deserializer::from_bytes(bytes);
+        AsSeq.deserialize(&mut d).ok()
+    }
+
+    #[test]
+    fn streamed_unpacking_matches_the_byte_string() {
+        for bits in [0u32, 1, 7, 8, 13, 43, 63, 64] {
+            let top = if bits == 64 {
+                u64::MAX
+            } else {
+                (1u64 << bits).wrapping_sub(1)
+            };
+            let words: Vec<u64> = (0..41u64).map(|i| top.wrapping_sub(i * 3) & top).collect();
+            let bytes = postcard::to_allocvec(&L(words.clone())).unwrap();
+            assert_eq!(via_seq(&bytes), Some(words), "{bits} bits");
+        }
+        assert_eq!(
+            via_seq(&[3, 3, 2, 0b1110_1011, 0b0000_0001]),
+            Some(vec![3, 5, 7])
+        );
+        assert_eq!(via_seq(&[3, 3, 2, 0xeb, 0x81]), None); // padding bits set
+        assert_eq!(via_seq(&[3, 3, 1, 0xeb]), None); // short
+        assert_eq!(via_seq(&[3, 3, 3, 0xeb, 1, 0]), None); // long
     }
 
     #[test]

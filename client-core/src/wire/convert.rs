@@ -22,6 +22,12 @@ fn limbs_of(poly: &Poly<Ntt>, n: usize) -> impl Iterator<Item = Limb> + '_ {
     })
 }
 
+/// The order in which the two components of one limb of a full ciphertext travel: limb by limb,
+/// c1 before c0. A receiver multiplies c1 by its secret and drops the secret's limb before c0
+/// arrives, so a device never holds more than two limbs of one ciphertext besides what it has
+/// decrypted.
+pub const ARRIVAL_ORDER: [u8; 2] = [1, 0];
+
 fn count(len: usize) -> Result<u16> {
     u16::try_from(len)
         .ok()
@@ -94,14 +100,20 @@ fn full_frames(
     });
     for (i, ct) in cts.iter().enumerate() {
         let limbs = ct.c0.basis().len() as u16;
-        for (component, poly) in [&ct.c0, &ct.c1].into_iter().enumerate() {
-            out.extend(limbs_of(poly, n).map(|limb| ServerFrame::CiphertextLimb {
-                ct: i as u16,
-                component: component as u8,
-                scale: ct.scale,
-                limbs,
-                limb,
-            }));
+        let (c0, c1) = (ct.c0.data().chunks(n), ct.c1.data().chunks(n));
+        for (index, (w0, w1)) in c0.zip(c1).enumerate() {
+            for (component, words) in ARRIVAL_ORDER.into_iter().zip([w1, w0]) {
+                out.push(ServerFrame::CiphertextLimb {
+                    ct: i as u16,
+                    component,
+                    scale: ct.scale,
+                    limbs,
+                    limb: Limb {
+                        index: index as u16,
+                        words: words.to_vec(),
+                    },
+                });
+            }
         }
     }
     Ok(())
@@ -126,19 +138,19 @@ pub fn server_frames(msg: &ServerMessage, n: usize) -> Result<Vec<ServerFrame>> 
     Ok(out)
 }
 
-/// Collects the limbs of `count` ciphertexts of `components` polynomials each, in order.
+/// Collects the limbs of `count` ciphertexts of `components` polynomials each, in order: for
+/// each ciphertext, limb by limb, the components in [`ARRIVAL_ORDER`] (one component: c0).
 struct Group {
     purpose: Purpose,
     count: u16,
     components: u8,
-    /// (ciphertext, component, limb) expected next.
-    next: (u16, u8, u16),
+    /// (ciphertext, limb, step in the arrival order) expected next.
+    next: (u16, u16, u8),
     limbs: u16,
     scale: f64,
     seed: Seed,
-    data: Vec<u64>,
-    /// Finished polynomials of the current ciphertext, then finished ciphertexts.
-    polys: Vec<Poly<Ntt>>,
+    /// The current ciphertext's words, per component.
+    data: [Vec<u64>; 2],
     done: Vec<(Vec<Poly<Ntt>>, f64, Seed)>,
 }
 
@@ -155,10 +167,18 @@ impl Group {
             limbs: 0,
             scale: 0.0,
             seed: [0; 32],
-            data: Vec::new(),
-            polys: Vec::new(),
+            data: [Vec::new(), Vec::new()],
             done: Vec::new(),
         })
+    }
+
+    /// The component expected at `step` of a limb.
+    fn component(&self, step: u8) -> u8 {
+        if self.components == 2 {
+            ARRIVAL_ORDER[usize::from(step)]
+        } else {
+            0
+        }
     }
 
     /// Adds a limb; true once every ciphertext is complete.
@@ -173,10 +193,11 @@ impl Group {
         seed: Seed,
         limb: Limb,
     ) -> Result<bool> {
-        if (ct, component, limb.index) != self.next {
+        let (next_ct, next_limb, step) = self.next;
+        if (ct, component, limb.index) != (next_ct, self.component(step), next_limb) {
             return Err(Error::Decode("limb missing, repeated or out of order"));
         }
-        if self.next.1 == 0 && self.next.2 == 0 {
+        if next_limb == 0 && step == 0 {
             // First limb of a ciphertext: fixes its level, scale and seed.
             if limbs == 0 || usize::from(limbs) > ctx.top_basis().len() {
                 return Err(Error::Decode("bad limb count"));
@@ -196,21 +217,20 @@ impl Group {
                 found: limb.words.len(),
             });
         }
-        self.data.extend_from_slice(&limb.words);
+        self.data[usize::from(component)].extend_from_slice(&limb.words);
         self.next.2 += 1;
-        if self.next.2 == self.limbs {
+        if self.next.2 < self.components {
+            return Ok(false);
+        }
+        self.next = (next_ct, next_limb + 1, 0);
+        if self.next.1 == self.limbs {
             let basis = Basis::level(usize::from(self.limbs) - 1);
-            self.polys.push(Poly::from_data(
-                ctx,
-                basis,
-                core::mem::take(&mut self.data),
-            )?);
-            self.next = (self.next.0, self.next.1 + 1, 0);
-            if self.next.1 == self.components {
-                let polys = core::mem::take(&mut self.polys);
-                self.done.push((polys, self.scale, self.seed));
-                self.next = (self.next.0 + 1, 0, 0);
+            let mut polys = Vec::with_capacity(usize::from(self.components));
+            for data in self.data.iter_mut().take(usize::from(self.components)) {
+                polys.push(Poly::from_data(ctx, basis, core::mem::take(data))?);
             }
+            self.done.push((polys, self.scale, self.seed));
+            self.next = (next_ct + 1, 0, 0);
         }
         Ok(self.next.0 == self.count)
     }
