@@ -251,6 +251,122 @@ pub fn read_frame_streamed<R: embedded_io::Read, T: DeserializeOwned>(
     })
 }
 
+/// postcard's variant index of [`messages::ServerFrame::CiphertextLimb`] (its fourth variant;
+/// a test checks it against postcard).
+const CIPHERTEXT_LIMB_TAG: u8 = 3;
+
+/// [`read_frame_streamed`] for server frames, with a bulk path for limb frames: their header
+/// is read field by field and their packed words unpacked 64 bytes at a time, where postcard
+/// would take them one byte at a time through serde (about 150 instructions a byte on a
+/// Cortex-M4, against about 10). Every other frame goes through postcard. Accepts and refuses
+/// exactly what postcard does for the frames a server sends (tested).
+pub fn read_server_frame_streamed<R: embedded_io::Read>(
+    r: &mut R,
+    clock: Option<fn() -> u64>,
+) -> Result<Streamed<messages::ServerFrame>> {
+    let mut prefix = [0; LEN_PREFIX];
+    let t = clock.map_or(0, |c| c());
+    r.read_exact(&mut prefix).map_err(|_| Error::Io)?;
+    let prefix_ticks = clock.map_or(0, |c| c()) - t;
+    let len = frame_len(prefix)?;
+    let mut b = Bounded {
+        r,
+        left: len,
+        clock,
+        ticks: prefix_ticks,
+        ahead: [0; READ_AHEAD],
+        pos: 0,
+        filled: 0,
+    };
+    let malformed = Error::Decode("malformed frame");
+    let tag = b.byte().ok_or(malformed.clone())?;
+    let msg = if tag == CIPHERTEXT_LIMB_TAG {
+        limb_frame(&mut b).ok_or(malformed)?
+    } else {
+        let mut scratch = alloc::vec![0u8; STREAM_SCRATCH];
+        let prefixed = Prefixed {
+            first: Some(tag),
+            rest: &mut b,
+        };
+        postcard::from_eio::<messages::ServerFrame, _>((prefixed, &mut scratch))
+            .map_err(|_| malformed)?
+            .0
+    };
+    if b.left != 0 || b.pos != b.filled {
+        return Err(Error::Decode("frame longer than its message"));
+    }
+    Ok(Streamed {
+        msg,
+        bytes: LEN_PREFIX + len,
+        io_ticks: b.ticks,
+    })
+}
+
+/// The rest of a `CiphertextLimb` frame after its tag, in postcard's layout: ct (varint),
+/// component (byte), scale (8 bytes), limbs (varint), then the limb: index (varint), word
+/// count (varint), bit width (byte), packed length (varint), packed bytes.
+fn limb_frame<R: embedded_io::Read>(b: &mut Bounded<'_, R>) -> Option<messages::ServerFrame> {
+    let ct = b.varint(3)?;
+    let component = b.byte()?;
+    let mut f = [0u8; 8];
+    embedded_io::Read::read_exact(b, &mut f).ok()?;
+    let scale = f64::from_le_bytes(f);
+    let limbs = b.varint(3)?;
+    let index = b.varint(3)?;
+    let count = b.varint(5)?;
+    let bits = b.byte()?;
+    let packed = b.varint(5)?;
+    let (ct, limbs, index) = (
+        u16::try_from(ct).ok()?,
+        u16::try_from(limbs).ok()?,
+        u16::try_from(index).ok()?,
+    );
+    let (count, bits) = (count as usize, u32::from(bits));
+    if count > crate::ring::serde_limbs::MAX_WORDS
+        || bits > 64
+        || packed as usize != crate::ring::serde_limbs::packed_len(count, bits)
+    {
+        return None;
+    }
+    let words = crate::ring::serde_limbs::unpack_chunks(count, bits, |buf| {
+        embedded_io::Read::read(b, buf).ok()
+    })?;
+    Some(messages::ServerFrame::CiphertextLimb {
+        ct,
+        component,
+        scale,
+        limbs,
+        limb: messages::Limb { index, words },
+    })
+}
+
+/// A reader that gives back one byte already taken, then the rest.
+struct Prefixed<'a, R> {
+    first: Option<u8>,
+    rest: &'a mut R,
+}
+
+impl<R: embedded_io::Read> embedded_io::ErrorType for Prefixed<'_, R> {
+    type Error = embedded_io::ErrorKind;
+}
+
+impl<R: embedded_io::Read> embedded_io::Read for Prefixed<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> core::result::Result<usize, Self::Error> {
+        match (self.first.take(), buf.first_mut()) {
+            (Some(b), Some(slot)) => {
+                *slot = b;
+                Ok(1)
+            }
+            (first, _) => {
+                self.first = first;
+                self.rest
+                    .read(buf)
+                    .map_err(|_| embedded_io::ErrorKind::Other)
+            }
+        }
+    }
+}
+
 /// A reader that ends after `left` more bytes (one frame's body), timing its reads. It reads
 /// ahead in chunks: postcard asks for one byte at a time, and timing every byte would cost more
 /// than decoding it.
@@ -266,6 +382,28 @@ struct Bounded<'a, R> {
 
 /// Bytes read ahead by a streamed read.
 const READ_AHEAD: usize = 64;
+
+impl<R: embedded_io::Read> Bounded<'_, R> {
+    fn byte(&mut self) -> Option<u8> {
+        let mut b = [0u8; 1];
+        embedded_io::Read::read_exact(self, &mut b).ok()?;
+        Some(b[0])
+    }
+
+    /// An unsigned LEB128 varint of at most `max_bytes` bytes, as postcard writes them
+    /// (a u16 takes up to 3, a u32 up to 5); bits past 32 are refused.
+    fn varint(&mut self, max_bytes: u32) -> Option<u32> {
+        let mut v = 0u64;
+        for i in 0..max_bytes {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return u32::try_from(v).ok();
+            }
+        }
+        None
+    }
+}
 
 impl<R: embedded_io::Read> embedded_io::ErrorType for Bounded<'_, R> {
     type Error = embedded_io::ErrorKind;
@@ -304,6 +442,62 @@ mod tests {
         Hello { version: u16 },
         Limb(Vec<u64>),
         Error { code: ErrorCode, message: String },
+    }
+
+    #[test]
+    fn the_bulk_limb_path_decodes_as_postcard_does() {
+        use messages::{Limb, ServerFrame};
+        use ErrorCode as Code;
+        let limb = |bits: u32, n: u64| ServerFrame::CiphertextLimb {
+            ct: 300,
+            component: 1,
+            scale: 2f64.powi(116),
+            limbs: 3,
+            limb: Limb {
+                index: 2,
+                words: (0..n)
+                    .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits.max(1)))
+                    .map(|w| if bits == 0 { 0 } else { w })
+                    .collect(),
+            },
+        };
+        let mut frames = vec![
+            ServerFrame::KeysAccepted,
+            ServerFrame::Error {
+                code: Code::Busy,
+                message: "x".repeat(200),
+            },
+        ];
+        for bits in [0, 1, 13, 43, 56, 57, 61, 64] {
+            frames.push(limb(bits, 1000));
+        }
+        frames.push(limb(43, 0));
+        for f in &frames {
+            let mut bytes = Vec::new();
+            encode_frame(f, &mut bytes).unwrap();
+            assert_eq!(
+                bytes[4] == CIPHERTEXT_LIMB_TAG,
+                matches!(f, ServerFrame::CiphertextLimb { .. })
+            );
+            let got = read_server_frame_streamed(&mut bytes.as_slice(), None).unwrap();
+            assert_eq!(&got.msg, f);
+            assert_eq!(got.bytes, bytes.len());
+            // Every corruption of a limb frame: the bulk path and postcard agree on refusing.
+            if matches!(f, ServerFrame::CiphertextLimb { .. }) {
+                for at in [5, 6, 7, 16, 17, 18, 19, 20, 21, 22, bytes.len() - 1] {
+                    if at >= bytes.len() {
+                        continue;
+                    }
+                    for flip in [0x01u8, 0x80, 0xff] {
+                        let mut bad = bytes.clone();
+                        bad[at] ^= flip;
+                        let ours = read_server_frame_streamed(&mut bad.as_slice(), None).ok();
+                        let theirs = decode_payload::<ServerFrame>(&bad[4..]).ok();
+                        assert_eq!(ours.map(|s| s.msg), theirs, "byte {at} ^ {flip:#x}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

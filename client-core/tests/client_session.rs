@@ -238,7 +238,7 @@ fn reference_reply(
                 .collect();
             let pt = s
                 .encoder
-                .encode(&s.ctx, &signs, round.sign_scale, top)
+                .encode_fixed_plaintext(&s.ctx, &signs, round.sign_scale, top)
                 .unwrap();
             encrypt_symmetric(&s.ctx, sk, &pt, rng).unwrap()
         })
@@ -299,7 +299,10 @@ fn inference_matches(cts: usize) {
     host.start_inference(&input, &mut host_rng, collect(&mut host_got))
         .unwrap();
     let values = spec.layout(&input, slots).unwrap().remove(0);
-    let pt = s.encoder.encode(&s.ctx, &values, spec.scale, 6).unwrap();
+    let pt = s
+        .encoder
+        .encode_fixed_plaintext(&s.ctx, &values, spec.scale, 6)
+        .unwrap();
     let ct = encrypt_symmetric(&s.ctx, &sk, &pt, &mut ref_rng).unwrap();
     let want = client_frames(&ClientMessage::Input(vec![ct]), s.ctx.n()).unwrap();
     assert_eq!(got, want, "input frames");

@@ -1,15 +1,40 @@
-//! Memory high-water marks for the footprint report: a heap wrapper that remembers the most
-//! bytes ever allocated at once, and a painted stack (filled with a pattern at boot; the lowest
-//! address whose pattern was overwritten is the deepest the stack went).
+//! The heap and the memory high-water marks for the footprint report.
+//!
+//! The heap is a pool of `SLOTS` fixed slots of one limb (N 64-bit words), which take every
+//! block above `BIG` bytes up to a limb (limbs, the secret's limb, the FFT buffer of N/2
+//! points, a ciphertext's slot values), next to a small first-fit heap for everything else.
+//! With a single first-fit heap, big blocks freed and taken in a different order leave holes
+//! (80 KB free in pieces and no 64 KB block); the slots cannot fragment, and the small heap
+//! only sees small blocks. At most three big blocks are alive at once.
+//! The wrapper remembers the most bytes ever allocated at once; the stack is painted at boot
+//! (the lowest address whose pattern was overwritten is the deepest the stack went).
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use embedded_alloc::LlffHeap;
+
+/// Bytes of one slot: one limb of N = 2^13 words (the firmware's preset, checked at boot).
+pub const SLOT_BYTES: usize = 8 << 13;
+/// Blocks above this size take a slot.
+pub const BIG: usize = 16 * 1024;
+/// Big buffers alive at once at most (a decryption holds the FFT buffer and two limbs,
+/// an encryption the encoded message, a limb and the secret's limb).
+pub const SLOTS: usize = 3;
+
+/// The slots' memory.
+struct SlotMemory(UnsafeCell<[[u64; SLOT_BYTES / 8]; SLOTS]>);
+
+// SAFETY: each slot is handed to one owner at a time through `CountingHeap::taken`.
+unsafe impl Sync for SlotMemory {}
+
+static SLOT_MEMORY: SlotMemory = SlotMemory(UnsafeCell::new([[0; SLOT_BYTES / 8]; SLOTS]));
 
 /// The heap, counting.
 pub struct CountingHeap {
     heap: LlffHeap,
+    taken: [AtomicBool; SLOTS],
     used: AtomicUsize,
     peak: AtomicUsize,
     /// Peak since the last [`CountingHeap::take_window_peak`].
@@ -21,6 +46,7 @@ impl CountingHeap {
     pub const fn empty() -> Self {
         Self {
             heap: LlffHeap::empty(),
+            taken: [const { AtomicBool::new(false) }; SLOTS],
             used: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             window: AtomicUsize::new(0),
@@ -40,6 +66,11 @@ impl CountingHeap {
         self.peak.load(Ordering::Relaxed)
     }
 
+    /// Slots taken now.
+    pub fn slots_taken(&self) -> usize {
+        self.taken.iter().filter(|t| t.load(Ordering::Relaxed)).count()
+    }
+
     /// Bytes allocated now.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
@@ -52,10 +83,36 @@ impl CountingHeap {
     }
 }
 
-// SAFETY: forwards to LlffHeap, which is a GlobalAlloc; the counters only observe.
+impl CountingHeap {
+    /// A free slot for `layout`, if it is big.
+    fn slot(&self, layout: Layout) -> Option<*mut u8> {
+        if layout.size() <= BIG || layout.size() > SLOT_BYTES || layout.align() > 8 {
+            return None;
+        }
+        let i = self.taken.iter().position(|t| {
+            t.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        })?;
+        // SAFETY: slot i is now ours alone.
+        Some(unsafe { (*SLOT_MEMORY.0.get())[i].as_mut_ptr() as *mut u8 })
+    }
+
+    /// The slot that `ptr` starts, if any.
+    fn slot_of(ptr: *mut u8) -> Option<usize> {
+        let base = SLOT_MEMORY.0.get() as usize;
+        let offset = (ptr as usize).checked_sub(base)?;
+        (offset < SLOTS * SLOT_BYTES).then_some(offset / SLOT_BYTES)
+    }
+}
+
+// SAFETY: slots are handed out once each until freed; everything else forwards to LlffHeap,
+// which is a GlobalAlloc; the counters only observe.
 unsafe impl GlobalAlloc for CountingHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = self.heap.alloc(layout);
+        let p = match self.slot(layout) {
+            Some(p) => p,
+            None => self.heap.alloc(layout),
+        };
         if !p.is_null() {
             let used = self.used.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
             self.peak.fetch_max(used, Ordering::Relaxed);
@@ -65,7 +122,10 @@ unsafe impl GlobalAlloc for CountingHeap {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        self.heap.dealloc(ptr, layout);
+        match Self::slot_of(ptr) {
+            Some(i) => self.taken[i].store(false, Ordering::Release),
+            None => self.heap.dealloc(ptr, layout),
+        }
         self.used.fetch_sub(layout.size(), Ordering::Relaxed);
     }
 }

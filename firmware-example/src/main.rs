@@ -31,9 +31,11 @@ use footprint::CountingHeap;
 #[global_allocator]
 static HEAP: CountingHeap = CountingHeap::empty();
 
-/// Heap for the protocol: the 256 KB RAM region (memory.x) less room for the stack (its peak is
-/// reported, about 8 KB) and the other statics (about 1 KB). The peak is reported too.
-const HEAP_BYTES: usize = 1000 * 1024;
+/// The small heap (blocks other than limb-sized ones, which have their slots: see
+/// `footprint`). With the slots it makes 244 KB of the 256 KB RAM region (memory.x), leaving
+/// 12 KB for the stack (its peak is reported, about 7 KB) and the other statics. The peak of
+/// both together is reported too.
+const HEAP_BYTES: usize = 244 * 1024 - footprint::SLOTS * footprint::SLOT_BYTES;
 
 /// The first MNIST test images, 28×28 bytes each (written by build.rs).
 static IMAGES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images.bin"));
@@ -53,12 +55,14 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     if let Some(at) = info.location() {
         defmt::error!("panic at {=str}:{=u32}", at.file(), at.line());
     }
+    defmt::error!("{}", defmt::Display2Format(&info.message()));
     // An allocation failure panics too: say how full the heap was.
     defmt::error!(
-        "heap: {=usize} bytes in use, peak {=usize}, region {=usize}",
+        "heap: {=usize} bytes in use ({=usize} slots), peak {=usize}, region {=usize}",
         HEAP.used(),
+        HEAP.slots_taken(),
         HEAP.peak(),
-        HEAP_BYTES
+        HEAP_BYTES + footprint::SLOTS * footprint::SLOT_BYTES
     );
     exit(EXIT_FAILURE);
     loop {}
@@ -189,6 +193,9 @@ fn main() -> ! {
             fail("no preset")
         }
     };
+    if params.n() * 8 != footprint::SLOT_BYTES {
+        fail("the heap's slots are not one limb of this preset");
+    }
     transform_costs(&params);
 
     // A fresh key seed per run, drawn from the host's seed (a deployment would keep one in
@@ -254,7 +261,7 @@ fn main() -> ! {
         "footprint: peak heap {=usize} bytes, peak stack {=usize} bytes, heap region {=usize} bytes, {=u32} per-prime NTT tables built",
         HEAP.peak(),
         footprint::stack_peak(),
-        HEAP_BYTES,
+        HEAP_BYTES + footprint::SLOTS * footprint::SLOT_BYTES,
         session.counters().plan_builds
     );
     exit(EXIT_SUCCESS);
@@ -286,15 +293,42 @@ fn transform_costs(params: &Params) {
     let encoder = Encoder::new(params.log_n());
     let values: Vec<f64> = (0..params.slots()).map(|i| (i % 17) as f64 / 17.0).collect();
     let t = clock::instructions();
-    let encoded = encoder.encode_coefficients(&values, (1u64 << 40) as f64, 1e30);
+    let encoded = encoder.encode_fixed(&values, (1u64 << 40) as f64, 1e30);
     let enc = clock::instructions() - t;
     drop(encoded);
+    drop(values);
+    // Decoding one limb frame as a device reads it (from memory here, so without the UART).
+    let frame = client_core::wire::messages::ServerFrame::CiphertextLimb {
+        ct: 0,
+        component: 1,
+        scale: 1.0,
+        limbs: 1,
+        limb: client_core::wire::messages::Limb {
+            index: 0,
+            words: (0..params.n() as u64).map(|i| (i * 0x9e37_79b9) % m.value()).collect(),
+        },
+    };
+    // One limb's worth of bytes holds the packed frame (and takes a slot of the heap).
+    let mut bytes = Vec::with_capacity(params.n() * 8);
+    if client_core::wire::encode_frame(&frame, &mut bytes).is_err() {
+        fail("frame");
+    }
+    drop(frame);
+    let t = clock::instructions();
+    let read = client_core::wire::read_server_frame_streamed(
+        &mut bytes.as_slice(),
+        None,
+    );
+    let frame_cost = clock::instructions() - t;
+    drop(read);
     defmt::info!(
-        "costs: NTT forward {=u64}, inverse {=u64}, one prime's tables {=u64}, encoding {=u64} instructions",
+        "costs: NTT forward {=u64}, inverse {=u64}, one prime's tables {=u64}, encoding {=u64}, reading a limb frame of {=usize} bytes {=u64} instructions",
         fwd,
         inv,
         tables,
-        enc
+        enc,
+        bytes.len(),
+        frame_cost
     );
 }
 

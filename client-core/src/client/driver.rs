@@ -11,7 +11,7 @@ use super::backend::Backend;
 use super::session::{ClientSession, Event};
 use crate::error::{Error, Result};
 use crate::wire::messages::ServerFrame;
-use crate::wire::{read_frame, read_frame_streamed, write_frame};
+use crate::wire::{read_frame, read_server_frame_streamed, write_frame};
 
 /// A byte stream with frame counts, and the read buffer.
 pub struct Link<T> {
@@ -30,7 +30,7 @@ pub struct Link<T> {
 impl<T: Read + Write> Link<T> {
     /// A link over `io`. With `keep_buffer` true frames are read into a buffer kept between
     /// frames and decoded from it (fast; a host). With it false each frame is decoded as its
-    /// bytes arrive and no frame buffer exists ([`read_frame_streamed`]; a device).
+    /// bytes arrive and no frame buffer exists ([`read_server_frame_streamed`]; a device).
     pub fn new(io: T, keep_buffer: bool) -> Self {
         Self {
             io,
@@ -76,7 +76,7 @@ impl<T: Read + Write> Link<T> {
     /// Receives one server frame.
     pub fn receive(&mut self) -> Result<ServerFrame> {
         if !self.keep_buffer {
-            let got = read_frame_streamed(&mut self.io, self.clock)?;
+            let got = read_server_frame_streamed(&mut self.io, self.clock)?;
             self.io_ticks += got.io_ticks;
             self.bytes_down += got.bytes as u64;
             return Ok(got.msg);

@@ -10,7 +10,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::backend::Backend;
 use super::key_upload::take_words;
-use crate::encoding::{reduce_coefficient, wipe, Coefficients, Complex};
+use crate::encoding::{Coefficients, Fixed};
 use crate::error::{Error, Result};
 use crate::ring::{IntPoly, Ring};
 use crate::sampling::{fill_error, random_seed};
@@ -67,11 +67,7 @@ where
         let prime = backend.prime(pos)?;
         let m = prime.tools.m;
         match msg {
-            Message::Coefficients(c) => {
-                for (t, w) in words.iter_mut().enumerate() {
-                    *w = reduce_coefficient(m, c.get(t));
-                }
-            }
+            Message::Coefficients(c) => c.reduce_into(m, &mut words),
             Message::Integers(int) => int.reduce_limb(m, &mut words)?,
         }
         for (w, &x) in words.iter_mut().zip(e.iter()) {
@@ -100,10 +96,11 @@ where
 pub(crate) enum Decryption {
     /// The exact centred integers (a refresh polynomial, re-encrypted as it is).
     Integers,
-    /// Coefficients divided by the scale, for decoding to slot values. Each limb's residues
-    /// are folded into one f64 per coefficient as they arrive (m/Q ≡ Σ_i y_i/q_i mod 1 with
-    /// y_i = m_i·(Q/q_i)^-1 mod q_i), so a device holds N f64 in the FFT's layout instead of
-    /// every limb. The sum's rounding is about 2^-50·Q, so this is only used where Q/Δ is at
+    /// The fractions m/Q mod 1 of the coefficients, for decoding to slot values. Each limb's
+    /// residues are folded into one 64-bit fraction per coefficient as they arrive
+    /// (m/Q ≡ Σ_i y_i/q_i mod 1 with y_i = m_i·(Q/q_i)^-1 mod q_i, each term floored to
+    /// 2^-64, summed with wrap-around), so a device holds N words in the FFT's layout instead
+    /// of every limb. The decoder keeps 2^-50 of it, so this is only used where Q/Δ is at
     /// most 2^[`MAX_POINTS_HEADROOM_BITS`] (error ≤ 2^-30·Δ per coefficient, far below the
     /// flooding noise of any message the server sends); otherwise the ciphertext is decrypted
     /// exactly, which holds every limb.
@@ -117,9 +114,9 @@ pub(crate) const MAX_POINTS_HEADROOM_BITS: f64 = 20.0;
 /// A decrypted ciphertext.
 pub(crate) enum Decrypted {
     Integers(IntPoly),
-    /// Coefficient t / Δ at point t (real part) and coefficient t + N/2 / Δ (imaginary part),
-    /// ready for [`crate::encoding::Encoder::decode_points`].
-    Points(Vec<Complex>),
+    /// The fraction m_t/Q mod 1 (units of 2^-64, as i64) at point t (real part) and that of
+    /// coefficient t + N/2 (imaginary part), with Q/Δ: ready for the fixed-point decoder.
+    Points(Vec<Fixed>, f64),
 }
 
 /// One incoming ciphertext being decrypted limb by limb, in the server's arrival order (for
@@ -136,8 +133,8 @@ pub(crate) struct Incoming {
     pending: Vec<u64>,
     /// [`Decryption::Integers`]: the decrypted residues, limb-major.
     residues: Vec<u64>,
-    /// [`Decryption::Points`]: Σ_i y_i/q_i, FFT layout.
-    points: Vec<Complex>,
+    /// [`Decryption::Points`]: Σ_i y_i/q_i mod 1, FFT layout.
+    points: Vec<Fixed>,
 }
 
 impl Incoming {
@@ -168,7 +165,7 @@ impl Incoming {
         };
         let (residues, points) = match mode {
             Decryption::Integers => (Vec::with_capacity(limbs * n), Vec::new()),
-            Decryption::Points => (Vec::new(), vec![Complex::default(); n / 2]),
+            Decryption::Points => (Vec::new(), vec![Fixed::default(); n / 2]),
         };
         Ok(Self {
             limbs,
@@ -256,7 +253,14 @@ impl Incoming {
                     residues,
                 )?)))
             }
-            Decryption::Points => Ok(Some(Decrypted::Points(self.finish(backend)))),
+            Decryption::Points => {
+                let ring = backend.ring();
+                let q: f64 = (0..self.limbs)
+                    .map(|j| ring.modulus_at(j).value() as f64)
+                    .product();
+                let points = core::mem::take(&mut self.points);
+                Ok(Some(Decrypted::Points(points, q / self.scale)))
+            }
         }
     }
 
@@ -269,31 +273,15 @@ impl Incoming {
             m.mul(acc, m.reduce_u64(ring.modulus_at(j).value()))
         });
         let q_hat_inv = m.inv(q_hat).unwrap_or(0);
-        let q_hat_inv_shoup = m.shoup(q_hat_inv);
-        let inv_q = 1.0 / m.value() as f64;
+        let q_hat_inv_shoup = m.shoup_fast(q_hat_inv);
+        // ⌊y·2^64/q⌋ is y's Shoup constant.
+        let fraction = |x: u64| m.shoup_fast(m.mul_shoup(x, q_hat_inv, q_hat_inv_shoup)) as i64;
         let h = self.points.len();
         let (low, high) = words.split_at(h);
         for ((p, &a), &b) in self.points.iter_mut().zip(low).zip(high) {
-            p.re += m.mul_shoup(a, q_hat_inv, q_hat_inv_shoup) as f64 * inv_q;
-            p.im += m.mul_shoup(b, q_hat_inv, q_hat_inv_shoup) as f64 * inv_q;
+            p.re = p.re.wrapping_add(fraction(a));
+            p.im = p.im.wrapping_add(fraction(b));
         }
-    }
-
-    /// Turns Σ y_i/q_i into centred m/Δ: (its fractional part, centred) · Q/Δ.
-    fn finish<B: Backend>(&mut self, backend: &B) -> Vec<Complex> {
-        let ring = backend.ring();
-        let q = (0..self.limbs).fold(1.0f64, |acc, j| acc * ring.modulus_at(j).value() as f64);
-        let ratio = q / self.scale;
-        let centre = |x: f64| {
-            let f = x - libm::floor(x);
-            (if f >= 0.5 { f - 1.0 } else { f }) * ratio
-        };
-        let mut points = core::mem::take(&mut self.points);
-        for p in points.iter_mut() {
-            p.re = centre(p.re);
-            p.im = centre(p.im);
-        }
-        points
     }
 }
 
@@ -301,6 +289,9 @@ impl Drop for Incoming {
     fn drop(&mut self) {
         self.pending.zeroize();
         self.residues.zeroize();
-        wipe(&mut self.points);
+        for p in self.points.iter_mut() {
+            *p = Fixed::default();
+        }
+        core::hint::black_box(&self.points);
     }
 }

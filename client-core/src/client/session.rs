@@ -759,7 +759,9 @@ impl<B: Backend> ClientSession<B> {
             pairs.extend_from_slice(values);
             pairs.extend(values.iter().map(|v| v.abs()));
         }
+        // Wiped and freed before the layout and the encoding take their memory.
         r.values.zeroize();
+        r.values = Vec::new();
         if pairs.len() != spec.len as usize {
             return Err(Error::Decode(
                 "the round's values do not match its reply layout",
@@ -793,13 +795,15 @@ impl<B: Backend> ClientSession<B> {
     /// Δ·m for `values` at `scale`, checked to fit below Q_level / 2.
     fn encode(&self, values: &[f64], scale: f64, level: usize) -> Result<Coefficients> {
         let max = max_coefficient(self.backend.ring().params(), level);
-        self.encoder.encode_coefficients(values, scale, max)
+        self.encoder.encode_fixed(values, scale, max)
     }
 
     /// The slot values of a decrypted message at `scale`.
     fn decode(&self, decrypted: Decrypted, scale: f64) -> Result<Vec<f64>> {
         match decrypted {
-            Decrypted::Points(points) => Ok(self.encoder.decode_points(points)),
+            Decrypted::Points(points, q_over_scale) => {
+                Ok(self.encoder.decode_fixed(points, q_over_scale))
+            }
             // IntPoly wipes itself on drop.
             Decrypted::Integers(int) => self.encoder.decode(&int, scale),
         }

@@ -383,6 +383,7 @@ impl SwitchingKey {
 mod tests {
     use super::*;
     use crate::params::{Params, DEFAULT_N16384};
+    use crate::ring::automorphism_signed;
     use crate::ring::{Basis, IntPoly};
     use crate::sampling::{Csprng, CBD_ETA};
     use rand_core::SeedableRng;

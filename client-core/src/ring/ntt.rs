@@ -103,8 +103,13 @@ impl CompactNtt {
     }
 
     /// Coefficients in natural order → evaluations in bit-reversed order, in place.
+    ///
+    /// Harvey's lazy butterflies: words stay below 4q between stages (q < 2^62), products
+    /// below 2q, and one pass at the end brings everything below q.
     pub fn forward(&self, a: &mut [u64]) {
         let m = &self.m;
+        let q = m.value();
+        let two_q = 2 * q;
         let n = 1usize << self.log_n;
         debug_assert_eq!(a.len(), n);
         let (mut groups, mut t) = (1usize, n);
@@ -115,11 +120,23 @@ impl CompactNtt {
                 let w_shoup = m.shoup_fast(w);
                 let (x, y) = a[2 * i * t..2 * (i + 1) * t].split_at_mut(t);
                 for (u, v) in x.iter_mut().zip(y.iter_mut()) {
-                    let p = m.mul_shoup(*v, w, w_shoup);
-                    (*u, *v) = (m.add(*u, p), m.sub(*u, p));
+                    let mut s = *u;
+                    if s >= two_q {
+                        s -= two_q;
+                    }
+                    let p = m.mul_shoup_lazy(*v, w, w_shoup);
+                    (*u, *v) = (s + p, s + two_q - p);
                 }
             }
             groups *= 2;
+        }
+        for x in a.iter_mut() {
+            if *x >= two_q {
+                *x -= two_q;
+            }
+            if *x >= q {
+                *x -= q;
+            }
         }
     }
 
@@ -128,15 +145,21 @@ impl CompactNtt {
         let m = &self.m;
         let n = 1usize << self.log_n;
         debug_assert_eq!(a.len(), n);
+        let two_q = 2 * m.value();
         let (mut groups, mut t) = (n / 2, 1usize);
+        // Lazy as the forward transform: words below 2q between stages.
         while groups >= 1 {
             for i in 0..groups {
                 let w = self.inv.get(m, self.rev(groups + i), self.split);
                 let w_shoup = m.shoup_fast(w);
                 let (x, y) = a[2 * i * t..2 * (i + 1) * t].split_at_mut(t);
                 for (u, v) in x.iter_mut().zip(y.iter_mut()) {
-                    let (s, d) = (m.add(*u, *v), m.sub(*u, *v));
-                    (*u, *v) = (s, m.mul_shoup(d, w, w_shoup));
+                    let mut s = *u + *v;
+                    if s >= two_q {
+                        s -= two_q;
+                    }
+                    let d = *u + two_q - *v;
+                    (*u, *v) = (s, m.mul_shoup_lazy(d, w, w_shoup));
                 }
             }
             t *= 2;

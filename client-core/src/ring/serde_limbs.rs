@@ -21,7 +21,7 @@ use serde::{Deserializer, Serialize, Serializer};
 pub const MAX_WORDS: usize = 1 << 16;
 
 /// Bytes of `count` words packed at `bits` bits.
-fn packed_len(count: usize, bits: u32) -> usize {
+pub(crate) fn packed_len(count: usize, bits: u32) -> usize {
     (count * bits as usize).div_ceil(8)
 }
 
@@ -81,6 +81,62 @@ impl Serialize for Packed<'_> {
         self.pack(|b| seq.serialize_element(&b))?;
         seq.end()
     }
+}
+
+/// Unpacks `count` words of `bits` bits (≤ 64) from `packed_len(count, bits)` bytes pulled
+/// from `fill` in chunks (it fills a buffer and says how many bytes it put there, 0 at the
+/// end): the bulk path of a device's streamed limb frames. Refuses short data and set padding.
+pub(crate) fn unpack_chunks(
+    count: usize,
+    bits: u32,
+    mut fill: impl FnMut(&mut [u8]) -> Option<usize>,
+) -> Option<Vec<u64>> {
+    if count > MAX_WORDS || bits > 64 {
+        return None;
+    }
+    let mut left = packed_len(count, bits);
+    let mask = if bits == 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    };
+    let mut words = Vec::with_capacity(count);
+    let mut chunk = [0u8; 64];
+    // Up to 7 pending bits plus one byte fit a u64 accumulator when bits ≤ 56; wider words
+    // need a u128 one.
+    let (mut acc, mut have) = (0u128, 0u32);
+    let (mut acc64, wide) = (0u64, bits > 56);
+    while left > 0 {
+        let want = left.min(chunk.len());
+        let got = fill(&mut chunk[..want])?;
+        if got == 0 || got > want {
+            return None;
+        }
+        left -= got;
+        for &b in &chunk[..got] {
+            if wide {
+                acc |= u128::from(b) << have;
+            } else {
+                acc64 |= u64::from(b) << have;
+            }
+            have += 8;
+            while bits > 0 && have >= bits && words.len() < count {
+                if wide {
+                    words.push(acc as u64 & mask);
+                    acc >>= bits;
+                } else {
+                    words.push(acc64 & mask);
+                    acc64 = if bits == 64 { 0 } else { acc64 >> bits };
+                }
+                have -= bits;
+            }
+        }
+    }
+    if acc != 0 || acc64 != 0 {
+        return None;
+    }
+    words.resize(count, 0);
+    Some(words)
 }
 
 /// Reads packed limb data, refusing lengths, widths or padding that do not match.

@@ -142,25 +142,23 @@ impl InputSpec {
             });
         }
         let cts = self.ciphertexts(slots)?;
+        let Some(g) = &self.gather else {
+            // Nothing to gather: laid out straight from the input (no copy of it).
+            return self.place(input, cts, slots);
+        };
         // Allocated once at its final size: a growing vector would leave copies of the input
         // in freed memory.
-        let mut gathered: Vec<f64> = match &self.gather {
-            None => input.to_vec(),
-            Some(g) => {
-                let len = self.laid_out_len()?;
-                let mut v = Vec::with_capacity(len);
-                for e in 0..len {
-                    match g.source(e) {
-                        Ok(i) => v.push(input.get(i).copied().unwrap_or(0.0)),
-                        Err(err) => {
-                            v.zeroize();
-                            return Err(err);
-                        }
-                    }
+        let len = self.laid_out_len()?;
+        let mut gathered = Vec::with_capacity(len);
+        for e in 0..len {
+            match g.source(e) {
+                Ok(i) => gathered.push(input.get(i).copied().unwrap_or(0.0)),
+                Err(err) => {
+                    gathered.zeroize();
+                    return Err(err);
                 }
-                v
             }
-        };
+        }
         let laid_out = self.place(&gathered, cts, slots);
         gathered.zeroize();
         laid_out
