@@ -236,53 +236,13 @@ impl Encoder {
 
     /// Evaluates w at the slot points: out_j = Σ_t w_t ζ^(5^j·t), in place.
     pub(crate) fn special_fft(&self, vals: &mut [Complex]) {
-        let size = vals.len();
-        let m = 2usize << self.log_n;
-        bit_reverse(vals);
-        let mut len = 2;
-        while len <= size {
-            let half = len / 2;
-            let lenq = len * 4;
-            let gap = m / lenq;
-            let mut rot = 1usize;
-            // Root-major: each of the stage's roots is computed once.
-            for j in 0..half {
-                let w = self.root(rot * gap);
-                for start in (0..size).step_by(len) {
-                    let u = vals[start + j];
-                    let v = vals[start + j + half].mul(w);
-                    vals[start + j] = u.add(v);
-                    vals[start + j + half] = u.sub(v);
-                }
-                rot = (rot * 5) % lenq;
-            }
-            len *= 2;
-        }
+        special_fft(vals, self.log_n, |i| self.root(i));
     }
 
     /// Inverse of [`Encoder::special_fft`], in place.
     fn special_ifft(&self, vals: &mut [Complex]) {
-        let size = vals.len();
-        let m = 2usize << self.log_n;
-        let mut len = size;
-        while len >= 2 {
-            let half = len / 2;
-            let lenq = len * 4;
-            let gap = m / lenq;
-            let mut rot = 1usize;
-            for j in 0..half {
-                let w = self.root((lenq - rot) * gap);
-                for start in (0..size).step_by(len) {
-                    let (a, b) = (vals[start + j], vals[start + j + half]);
-                    vals[start + j] = a.add(b);
-                    vals[start + j + half] = a.sub(b).mul(w);
-                }
-                rot = (rot * 5) % lenq;
-            }
-            len /= 2;
-        }
-        bit_reverse(vals);
-        let inv = 1.0 / size as f64;
+        special_ifft_unscaled(vals, self.log_n, |i| self.root(i));
+        let inv = 1.0 / vals.len() as f64;
         for v in vals.iter_mut() {
             v.re *= inv;
             v.im *= inv;
@@ -436,6 +396,83 @@ pub fn reduce_coefficient(m: &Modulus, c: f64) -> u64 {
     } else {
         m.reduce_i128(c as i128)
     }
+}
+
+/// A point of the special FFT: f64 ([`Complex`]) or fixed point ([`Fixed`]).
+pub(crate) trait Point: Copy {
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    /// Product by a root of unity (of the same representation).
+    fn mul(self, w: Self) -> Self;
+}
+
+impl Point for Complex {
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        Complex::add(self, o)
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        Complex::sub(self, o)
+    }
+    #[inline(always)]
+    fn mul(self, w: Self) -> Self {
+        Complex::mul(self, w)
+    }
+}
+
+/// The special FFT of a ring of dimension 2^`log_n` over `vals` (N/2 points or fewer), with
+/// ζ^i given by `root`. Root-major: each of a stage's roots is computed once.
+#[inline(always)]
+pub(crate) fn special_fft<P: Point>(vals: &mut [P], log_n: u32, root: impl Fn(usize) -> P) {
+    let size = vals.len();
+    let m = 2usize << log_n;
+    bit_reverse(vals);
+    let mut len = 2;
+    while len <= size {
+        let (half, lenq) = (len / 2, len * 4);
+        let gap = m / lenq;
+        let mut rot = 1usize;
+        for j in 0..half {
+            let w = root(rot * gap);
+            for start in (0..size).step_by(len) {
+                let u = vals[start + j];
+                let v = vals[start + j + half].mul(w);
+                vals[start + j] = u.add(v);
+                vals[start + j + half] = u.sub(v);
+            }
+            rot = (rot * 5) % lenq;
+        }
+        len *= 2;
+    }
+}
+
+/// The inverse of [`special_fft`] times the size (the caller divides).
+#[inline(always)]
+pub(crate) fn special_ifft_unscaled<P: Point>(
+    vals: &mut [P],
+    log_n: u32,
+    root: impl Fn(usize) -> P,
+) {
+    let size = vals.len();
+    let m = 2usize << log_n;
+    let mut len = size;
+    while len >= 2 {
+        let (half, lenq) = (len / 2, len * 4);
+        let gap = m / lenq;
+        let mut rot = 1usize;
+        for j in 0..half {
+            let w = root((lenq - rot) * gap);
+            for start in (0..size).step_by(len) {
+                let (a, b) = (vals[start + j], vals[start + j + half]);
+                vals[start + j] = a.add(b);
+                vals[start + j + half] = a.sub(b).mul(w);
+            }
+            rot = (rot * 5) % lenq;
+        }
+        len /= 2;
+    }
+    bit_reverse(vals);
 }
 
 fn bit_reverse<T>(vals: &mut [T]) {

@@ -224,31 +224,11 @@ pub fn read_frame_streamed<R: embedded_io::Read, T: DeserializeOwned>(
     r: &mut R,
     clock: Option<fn() -> u64>,
 ) -> Result<Streamed<T>> {
-    let mut prefix = [0; LEN_PREFIX];
-    let t = clock.map_or(0, |c| c());
-    r.read_exact(&mut prefix).map_err(|_| Error::Io)?;
-    let prefix_ticks = clock.map_or(0, |c| c()) - t;
-    let len = frame_len(prefix)?;
+    let bounded = Bounded::open(r, clock)?;
     let mut scratch = alloc::vec![0u8; STREAM_SCRATCH];
-    let bounded = Bounded {
-        r,
-        left: len,
-        clock,
-        ticks: prefix_ticks,
-        ahead: [0; READ_AHEAD],
-        pos: 0,
-        filled: 0,
-    };
     let (msg, (bounded, _)) = postcard::from_eio::<T, _>((bounded, &mut scratch))
         .map_err(|_| Error::Decode("malformed frame"))?;
-    if bounded.left != 0 || bounded.pos != bounded.filled {
-        return Err(Error::Decode("frame longer than its message"));
-    }
-    Ok(Streamed {
-        msg,
-        bytes: LEN_PREFIX + len,
-        io_ticks: bounded.ticks,
-    })
+    bounded.finish(msg)
 }
 
 /// postcard's variant index of [`messages::ServerFrame::CiphertextLimb`] (its fourth variant;
@@ -264,20 +244,7 @@ pub fn read_server_frame_streamed<R: embedded_io::Read>(
     r: &mut R,
     clock: Option<fn() -> u64>,
 ) -> Result<Streamed<messages::ServerFrame>> {
-    let mut prefix = [0; LEN_PREFIX];
-    let t = clock.map_or(0, |c| c());
-    r.read_exact(&mut prefix).map_err(|_| Error::Io)?;
-    let prefix_ticks = clock.map_or(0, |c| c()) - t;
-    let len = frame_len(prefix)?;
-    let mut b = Bounded {
-        r,
-        left: len,
-        clock,
-        ticks: prefix_ticks,
-        ahead: [0; READ_AHEAD],
-        pos: 0,
-        filled: 0,
-    };
+    let mut b = Bounded::open(r, clock)?;
     let malformed = Error::Decode("malformed frame");
     let tag = b.byte().ok_or(malformed.clone())?;
     let msg = if tag == CIPHERTEXT_LIMB_TAG {
@@ -292,14 +259,7 @@ pub fn read_server_frame_streamed<R: embedded_io::Read>(
             .map_err(|_| malformed)?
             .0
     };
-    if b.left != 0 || b.pos != b.filled {
-        return Err(Error::Decode("frame longer than its message"));
-    }
-    Ok(Streamed {
-        msg,
-        bytes: LEN_PREFIX + len,
-        io_ticks: b.ticks,
-    })
+    b.finish(msg)
 }
 
 /// The rest of a `CiphertextLimb` frame after its tag, in postcard's layout: ct (varint),
@@ -378,12 +338,45 @@ struct Bounded<'a, R> {
     ahead: [u8; READ_AHEAD],
     pos: usize,
     filled: usize,
+    /// The body's length.
+    len: usize,
 }
 
 /// Bytes read ahead by a streamed read.
 const READ_AHEAD: usize = 64;
 
-impl<R: embedded_io::Read> Bounded<'_, R> {
+impl<'a, R: embedded_io::Read> Bounded<'a, R> {
+    /// Reads a frame's length prefix and bounds the reader to its body.
+    fn open(r: &'a mut R, clock: Option<fn() -> u64>) -> Result<Self> {
+        let mut prefix = [0; LEN_PREFIX];
+        let t = clock.map_or(0, |c| c());
+        r.read_exact(&mut prefix).map_err(|_| Error::Io)?;
+        let ticks = clock.map_or(0, |c| c()) - t;
+        let left = frame_len(prefix)?;
+        Ok(Self {
+            r,
+            left,
+            clock,
+            ticks,
+            ahead: [0; READ_AHEAD],
+            pos: 0,
+            filled: 0,
+            len: left,
+        })
+    }
+
+    /// The frame's message, once its body is used up exactly.
+    fn finish<T>(self, msg: T) -> Result<Streamed<T>> {
+        if self.left != 0 || self.pos != self.filled {
+            return Err(Error::Decode("frame longer than its message"));
+        }
+        Ok(Streamed {
+            msg,
+            bytes: LEN_PREFIX + self.len,
+            io_ticks: self.ticks,
+        })
+    }
+
     fn byte(&mut self) -> Option<u8> {
         let mut b = [0u8; 1];
         embedded_io::Read::read_exact(self, &mut b).ok()?;

@@ -34,7 +34,7 @@ fn mul_q31(x: i64, w: i64) -> i64 {
     (hi * w) * 2 + ((lo * w) >> 31)
 }
 
-impl Fixed {
+impl super::Point for Fixed {
     #[inline(always)]
     fn add(self, o: Self) -> Self {
         Self {
@@ -111,50 +111,13 @@ impl Roots {
 
     /// [`super::Encoder::special_fft`] in fixed point.
     pub fn fft(&self, vals: &mut [Fixed]) {
-        let size = vals.len();
-        let m = 2usize << self.log_n;
-        super::bit_reverse(vals);
-        let mut len = 2;
-        while len <= size {
-            let (half, lenq) = (len / 2, len * 4);
-            let gap = m / lenq;
-            let mut rot = 1usize;
-            for j in 0..half {
-                let w = self.root(rot * gap);
-                for start in (0..size).step_by(len) {
-                    let u = vals[start + j];
-                    let v = vals[start + j + half].mul(w);
-                    vals[start + j] = u.add(v);
-                    vals[start + j + half] = u.sub(v);
-                }
-                rot = (rot * 5) % lenq;
-            }
-            len *= 2;
-        }
+        super::special_fft(vals, self.log_n, |i| self.root(i));
     }
 
     /// [`super::Encoder::special_ifft`] in fixed point (with the division by the size, rounded).
     pub fn ifft(&self, vals: &mut [Fixed]) {
-        let size = vals.len();
-        let m = 2usize << self.log_n;
-        let mut len = size;
-        while len >= 2 {
-            let (half, lenq) = (len / 2, len * 4);
-            let gap = m / lenq;
-            let mut rot = 1usize;
-            for j in 0..half {
-                let w = self.root((lenq - rot) * gap);
-                for start in (0..size).step_by(len) {
-                    let (a, b) = (vals[start + j], vals[start + j + half]);
-                    vals[start + j] = a.add(b);
-                    vals[start + j + half] = a.sub(b).mul(w);
-                }
-                rot = (rot * 5) % lenq;
-            }
-            len /= 2;
-        }
-        super::bit_reverse(vals);
-        let shift = size.trailing_zeros();
+        super::special_ifft_unscaled(vals, self.log_n, |i| self.root(i));
+        let shift = vals.len().trailing_zeros();
         if shift > 0 {
             let half = 1i64 << (shift - 1);
             for v in vals.iter_mut() {
