@@ -546,3 +546,183 @@ fn malformed_server_frames_are_refused() {
         .on_frame(ServerFrame::KeysAccepted, &mut rng, |_| Ok(()))
         .is_err());
 }
+
+/// The light preset's structure on a small ring.
+const SMALL_LIGHT: ParamSpec = client_core::params::HEFUN_N8192.on_ring("test-light-n1024", 10);
+
+#[test]
+fn hellos_with_bad_reply_layouts_are_refused() {
+    let pair_spec = |len: u32, level: u32| InputSpec {
+        len,
+        period: 2 * len.next_power_of_two(),
+        shift: 0,
+        copies: 1,
+        scale: 2f64.powi(40),
+        level,
+        gather: None,
+    };
+    let hello = |preset: &str, rounds: u32, round_inputs: Vec<InputSpec>| ServerFrame::Hello {
+        version: PROTOCOL_VERSION,
+        preset: preset.into(),
+        model_id: [1; 32],
+        input: InputSpec {
+            level: 0,
+            ..spec4()
+        },
+        rotations: Vec::new(),
+        rounds,
+        round_inputs,
+        keys_known: true,
+    };
+    let answer = |spec: &ParamSpec, frame: ServerFrame| {
+        let params = Params::from_spec_insecure(spec).unwrap();
+        let seed = key_seed(5);
+        let backend = DeviceBackend::new_insecure(&params, &mut seed.secret_key_rng()).unwrap();
+        let mut session = ClientSession::new(backend, seed.public_key_rng()).with_limits(Limits {
+            max_round_ciphertexts: 1,
+        });
+        let mut sent = Vec::new();
+        session.hello(collect(&mut sent)).unwrap();
+        let mut rng = Csprng::from_seed([1; 32]);
+        session.on_frame(frame, &mut rng, collect(&mut sent))
+    };
+    let light = SMALL_LIGHT.name;
+    // A well-formed hello is taken: one pair layout per round.
+    let good = vec![pair_spec(8, 0), pair_spec(4, 0)];
+    assert_eq!(
+        answer(&SMALL_LIGHT, hello(light, 2, good)).unwrap(),
+        Event::Ready
+    );
+    // One layout per round, no more, no fewer.
+    assert!(answer(&SMALL_LIGHT, hello(light, 2, vec![pair_spec(8, 0)])).is_err());
+    assert!(answer(&SMALL_LIGHT, hello(light, 1, vec![pair_spec(8, 0); 2])).is_err());
+    // Pairs (v, |v|): an even length; a level the ring has; one ciphertext at most here.
+    assert!(answer(&SMALL_LIGHT, hello(light, 1, vec![pair_spec(7, 0)])).is_err());
+    assert!(answer(&SMALL_LIGHT, hello(light, 1, vec![pair_spec(8, 5)])).is_err());
+    let wide = InputSpec {
+        len: 4096,
+        period: 512,
+        ..pair_spec(8, 0)
+    };
+    assert!(answer(&SMALL_LIGHT, hello(light, 1, vec![wide])).is_err());
+    // A refresh-round preset takes no reply layouts.
+    let refresh = SMALL_HEFUN.name;
+    let spec6 = InputSpec {
+        level: 2,
+        ..pair_spec(8, 0)
+    };
+    assert!(answer(&SMALL_HEFUN, hello(refresh, 1, vec![spec6])).is_err());
+}
+
+/// The sign-magnitude round as a device answers it (fractions of m/Q, fixed-point decoding
+/// and encoding): the same bytes as the host backend, and the reply decrypts to (v, |v|).
+#[test]
+fn sign_magnitude_replies_are_the_same_on_both_backends_and_hold_the_pairs() {
+    let params = Params::from_spec_insecure(&SMALL_LIGHT).unwrap();
+    let ctx = Context::new(&params).unwrap();
+    let encoder = Encoder::new(params.log_n());
+    let s = Setup {
+        params,
+        ctx,
+        encoder,
+    };
+    let slots = s.params.slots();
+    let period = 32u32;
+    let reply = InputSpec {
+        len: 2 * period,
+        period: 2 * period,
+        shift: 0,
+        copies: 1,
+        scale: 2f64.powi(86),
+        level: s.params.top_level() as u32,
+        gather: None,
+    };
+    let input = InputSpec {
+        level: s.params.top_level() as u32,
+        ..spec4()
+    };
+    let server = info(input, 1).with_round_inputs(vec![reply.clone()]);
+    let seed = key_seed(21);
+    let sk = SecretKey::generate(&s.ctx, &mut seed.secret_key_rng()).unwrap();
+    let mut dev = ClientSession::ready(device(&s, &seed), seed.public_key_rng(), server.clone());
+    let mut host =
+        ClientSession::ready(HostBackend::new(&s.ctx, &sk), seed.public_key_rng(), server);
+    let (mut dev_rng, mut host_rng) = (Csprng::from_seed([4; 32]), Csprng::from_seed([4; 32]));
+    let (mut dev_sent, mut host_sent) = (Vec::new(), Vec::new());
+    dev.start_inference(&[0.1, 0.2, 0.3, 0.4], &mut dev_rng, collect(&mut dev_sent))
+        .unwrap();
+    host.start_inference(
+        &[0.1, 0.2, 0.3, 0.4],
+        &mut host_rng,
+        collect(&mut host_sent),
+    )
+    .unwrap();
+    assert_eq!(dev_sent, host_sent, "input frames");
+
+    // A ReLU message as the light preset's server sends it: Q/Δ = 2^13.
+    let pre: Vec<f64> = (0..slots)
+        .map(|i| ((i * 7919) % 23) as f64 - 11.3)
+        .collect();
+    let mut server_rng = Csprng::from_seed([12; 32]);
+    let msg = ServerMessage::Round(RoundRequest {
+        round: 0,
+        period,
+        sign_scale: 2f64.powi(86),
+        relu: vec![encrypt_at(&s, &sk, &pre, 2f64.powi(116), &mut server_rng)],
+        refresh: Vec::new(),
+    });
+    let (mut dev_sent, mut host_sent) = (Vec::new(), Vec::new());
+    let mut last = Event::Pending;
+    for frame in server_frames(&msg, s.ctx.n()).unwrap() {
+        last = dev
+            .on_frame(frame.clone(), &mut dev_rng, collect(&mut dev_sent))
+            .unwrap();
+        host.on_frame(frame, &mut host_rng, collect(&mut host_sent))
+            .unwrap();
+    }
+    assert_eq!(last, Event::RoundAnswered(0));
+    assert_eq!(dev_sent, host_sent, "reply frames");
+
+    // The reply: one fresh encryption of v then |v| for the period's values.
+    let ClientFrame::SeededLimb {
+        seed: a_seed,
+        scale,
+        limbs,
+        ..
+    } = &dev_sent[1]
+    else {
+        panic!("{:?}", dev_sent[1]);
+    };
+    assert_eq!(usize::from(*limbs), s.params.top_level() + 1);
+    let words: Vec<u64> = dev_sent[1..]
+        .iter()
+        .flat_map(|f| match f {
+            ClientFrame::SeededLimb { limb, .. } => limb.words.clone(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let c0 = client_core::ring::Poly::from_data(
+        &s.ctx,
+        client_core::ring::Basis::level(s.params.top_level()),
+        words,
+    )
+    .unwrap();
+    let ct = SeededCiphertext {
+        c0,
+        seed: *a_seed,
+        scale: *scale,
+    }
+    .expand(&s.ctx)
+    .unwrap();
+    let got = decrypt_slots(&s.ctx, &s.encoder, &sk, &ct).unwrap();
+    let p = period as usize;
+    for t in 0..p {
+        let v = pre[t];
+        assert!((got[t] - v).abs() < 1e-6, "v at {t}: {} vs {v}", got[t]);
+        assert!(
+            (got[p + t] - v.abs()).abs() < 1e-6,
+            "|v| at {t}: {}",
+            got[p + t]
+        );
+    }
+}

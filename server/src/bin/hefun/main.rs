@@ -141,6 +141,9 @@ fn main() -> Result<()> {
                 "server_prepare_ms_median": s.prepare,
                 "bytes_client_to_server": s.up,
                 "bytes_server_to_client": s.down,
+                // The same traffic under the names of `scripts/qemu-e2e.sh --json`.
+                "inference_bytes_up": s.up,
+                "inference_bytes_down": s.down,
                 "key_upload_bytes": run.key_bytes,
                 "rounds": s.rounds,
                 "threads": run.threads,
