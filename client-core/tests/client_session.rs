@@ -450,6 +450,7 @@ fn malformed_server_frames_are_refused() {
     let s = setup();
     let one = Limits {
         max_round_ciphertexts: 1,
+        ..Limits::default()
     };
 
     // Control: a well-formed round goes through.
@@ -466,6 +467,19 @@ fn malformed_server_frames_are_refused() {
             "a round of more ciphertexts than this client can hold"
         ))
     );
+
+    // A message that would need an exact decryption (the refresh preset's: Q/Δ far above
+    // 2^20), on a client without memory for one: a clear error.
+    let tight = Limits {
+        exact_decryption: false,
+        ..one
+    };
+    let (mut client, sk, mut rng) = started(&s, 2, tight);
+    let frames = round_frames(&s, &sk, &mut rng, 1);
+    assert!(matches!(
+        first_error(&mut client, &mut rng, frames),
+        Some(client_core::Error::Decode(m)) if m.contains("exact decryption")
+    ));
 
     // A limb skipped, or repeated.
     for edit in [1usize, 2] {
@@ -580,6 +594,7 @@ fn hellos_with_bad_reply_layouts_are_refused() {
         let backend = DeviceBackend::new_insecure(&params, &mut seed.secret_key_rng()).unwrap();
         let mut session = ClientSession::new(backend, seed.public_key_rng()).with_limits(Limits {
             max_round_ciphertexts: 1,
+            ..Limits::default()
         });
         let mut sent = Vec::new();
         session.hello(collect(&mut sent)).unwrap();

@@ -139,13 +139,15 @@ pub(crate) struct Incoming {
 
 impl Incoming {
     /// A ciphertext of `limbs` limbs, which must be the hand-off level's `expected`, to be
-    /// decrypted as `want` asks if its precision allows (see [`Decryption::Points`]).
+    /// decrypted as `want` asks if its precision allows (see [`Decryption::Points`]); an exact
+    /// decryption only if `allow_exact`.
     pub fn new(
         limbs: usize,
         expected: usize,
         scale: f64,
         ring: &Ring,
         want: Decryption,
+        allow_exact: bool,
     ) -> Result<Self> {
         if limbs != expected || limbs == 0 || limbs > ring.num_q() {
             return Err(Error::Decode("ciphertext not at the hand-off level"));
@@ -163,6 +165,11 @@ impl Incoming {
             }
             _ => Decryption::Integers,
         };
+        if mode == Decryption::Integers && !allow_exact {
+            return Err(Error::Decode(
+                "a message that only an exact decryption can read, which this client has no memory for",
+            ));
+        }
         let (residues, points) = match mode {
             Decryption::Integers => (Vec::with_capacity(limbs * n), Vec::new()),
             Decryption::Points => (Vec::new(), vec![Fixed::default(); n / 2]),

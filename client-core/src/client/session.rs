@@ -104,12 +104,18 @@ pub struct Limits {
     /// Most ciphertexts in one ReLU or refresh message (each refresh polynomial is held until
     /// the round's last one is in).
     pub max_round_ciphertexts: u16,
+    /// Whether a ciphertext may be decrypted to exact integers, which holds all its limbs at
+    /// once (8·N bytes per limb): what a refresh polynomial, or a message whose scale is far
+    /// below Q, needs. A device with little RAM says no, and such a message is refused with an
+    /// error instead of exhausting its heap.
+    pub exact_decryption: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_round_ciphertexts: MAX_CIPHERTEXTS,
+            exact_decryption: true,
         }
     }
 }
@@ -540,7 +546,8 @@ impl<B: Backend> ClientSession<B> {
                             false => Decryption::Points,
                         };
                         let ring = self.backend.ring();
-                        Incoming::new(usize::from(limbs), handoff_limbs, scale, ring, mode)?
+                        let exact = self.limits.exact_decryption;
+                        Incoming::new(usize::from(limbs), handoff_limbs, scale, ring, mode, exact)?
                     }
                 };
                 let Some(decrypted) =
@@ -617,6 +624,7 @@ impl<B: Backend> ClientSession<B> {
                         scale,
                         self.backend.ring(),
                         Decryption::Points,
+                        self.limits.exact_decryption,
                     )?,
                 };
                 let Some(decrypted) =
