@@ -348,11 +348,19 @@ fn loopback_sessions_and_broken_peers() {
         let line = format!("hefun_errors_total{{code=\"{code}\"}} {}", 4 * per_round);
         assert!(text.contains(&line), "no `{line}` in\n{text}");
     }
+    // The server counts an inference once its output is written, so the client may read the
+    // output a moment before the count moves: wait for it (and never past it).
     let inferences = 3 + healthy_done as u64;
-    assert!(
-        text.contains(&format!("hefun_inferences_total {inferences}")),
-        "{text}"
-    );
+    let counted = format!("hefun_inferences_total {inferences}\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !metrics.render().contains(&counted) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `{counted}` in\n{}",
+            metrics.render()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(text.contains("hefun_key_uploads_total 1\n"), "{text}");
     // Every session, hostile or not, has ended and released its slot.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -68,7 +68,10 @@ impl CountingHeap {
 
     /// Slots taken now.
     pub fn slots_taken(&self) -> usize {
-        self.taken.iter().filter(|t| t.load(Ordering::Relaxed)).count()
+        self.taken
+            .iter()
+            .filter(|t| t.load(Ordering::Relaxed))
+            .count()
     }
 
     /// Bytes allocated now.

@@ -14,11 +14,14 @@ extern crate alloc;
 mod clock;
 mod footprint;
 mod host_args;
+mod key_storage;
 mod uart;
 
 use alloc::vec::Vec;
 
-use client_core::client::{ClientSession, DeviceBackend, Event, KeySeed, Limits, Link};
+use client_core::client::{
+    ClientSession, DeviceBackend, Event, KeySeed, Limits, Link, SeedRecordError, SEED_RECORD_BYTES,
+};
 use client_core::params::{Params, HEFUN_N8192};
 use client_core::rand_core::SeedableRng;
 use client_core::sampling::{random_seed, Csprng};
@@ -178,7 +181,7 @@ fn main() -> ! {
     defmt::info!("hefun firmware: up");
 
     let Some(args) = host_args::read() else {
-        fail("no entropy seed: pass seed=<64 hex digits> as a semihosting argument")
+        fail("bad semihosting arguments: pass seed=<64 hex digits>, optionally images=<n> and keys=<path of at most 160 bytes>")
     };
     let mut rng = Csprng::from_seed(args.seed);
     let stored = IMAGES.len() / PIXELS;
@@ -198,9 +201,8 @@ fn main() -> ! {
     }
     transform_costs(&params);
 
-    // A fresh key seed per run, drawn from the host's seed (a deployment would keep one in
-    // flash, apart from the per-boot randomness, and skip the upload after a reboot).
-    let key_seed = KeySeed::new(zeroize_seed(random_seed(&mut rng)));
+    // The key seed is long-term (stored); the generator above is fresh at every boot.
+    let key_seed = key_seed(args.keys.as_ref(), &params, &mut rng);
     let t = clock::instructions();
     let backend = match DeviceBackend::new(&params, &mut key_seed.secret_key_rng()) {
         Ok(b) => b,
@@ -293,7 +295,9 @@ fn transform_costs(params: &Params) {
     let inv = clock::instructions() - t;
     drop(a);
     let encoder = Encoder::new(params.log_n());
-    let values: Vec<f64> = (0..params.slots()).map(|i| (i % 17) as f64 / 17.0).collect();
+    let values: Vec<f64> = (0..params.slots())
+        .map(|i| (i % 17) as f64 / 17.0)
+        .collect();
     let t = clock::instructions();
     let encoded = encoder.encode_fixed(&values, (1u64 << 40) as f64, 1e30);
     let enc = clock::instructions() - t;
@@ -307,7 +311,9 @@ fn transform_costs(params: &Params) {
         limbs: 1,
         limb: client_core::wire::messages::Limb {
             index: 0,
-            words: (0..params.n() as u64).map(|i| (i * 0x9e37_79b9) % m.value()).collect(),
+            words: (0..params.n() as u64)
+                .map(|i| (i * 0x9e37_79b9) % m.value())
+                .collect(),
         },
     };
     // One limb's worth of bytes holds the packed frame (and takes a slot of the heap).
@@ -317,10 +323,7 @@ fn transform_costs(params: &Params) {
     }
     drop(frame);
     let t = clock::instructions();
-    let read = client_core::wire::read_server_frame_streamed(
-        &mut bytes.as_slice(),
-        None,
-    );
+    let read = client_core::wire::read_server_frame_streamed(&mut bytes.as_slice(), None);
     let frame_cost = clock::instructions() - t;
     drop(read);
     defmt::info!(
@@ -336,4 +339,34 @@ fn transform_costs(params: &Params) {
 
 fn zeroize_seed(seed: [u8; 32]) -> client_core::zeroize::Zeroizing<[u8; 32]> {
     client_core::zeroize::Zeroizing::new(seed)
+}
+
+/// The stored key seed, or a new one (stored if there is a store). A damaged record or one for
+/// another preset is replaced: its keys cannot be used anyway, and refusing to start would
+/// brick the device.
+fn key_seed(store: Option<&key_storage::StorePath>, params: &Params, rng: &mut Csprng) -> KeySeed {
+    let Some(path) = store else {
+        defmt::info!("key seed: new at every boot (no keys= store)");
+        return KeySeed::new(zeroize_seed(random_seed(rng)));
+    };
+    let mut record = client_core::zeroize::Zeroizing::new([0u8; SEED_RECORD_BYTES + 1]);
+    let stored = match key_storage::load(path, &mut record) {
+        Some(len) => KeySeed::from_record(&record[..len], params.name()),
+        None => Err(SeedRecordError::Empty),
+    };
+    match stored {
+        Ok(seed) => {
+            defmt::info!("key seed: stored");
+            return seed;
+        }
+        Err(SeedRecordError::Empty) => defmt::info!("key seed: none stored, making one"),
+        Err(e) => defmt::warn!("key seed: {}; making a new one", e),
+    }
+    let seed = KeySeed::new(zeroize_seed(random_seed(rng)));
+    if !key_storage::store(path, &seed.to_record(params.name())) {
+        defmt::warn!(
+            "key seed: the store cannot be written; the keys will be uploaded again after a reboot"
+        );
+    }
+    seed
 }

@@ -39,6 +39,11 @@ impl KeySeed {
         self.derived(b"public key")
     }
 
+    /// The 32 seed bytes (for the stored record).
+    pub(crate) fn seed(&self) -> &Seed {
+        &self.0
+    }
+
     fn derived(&self, purpose: &[u8]) -> Csprng {
         let mut h = Sha256::new();
         h.update(b"hefun key file v1\0");
