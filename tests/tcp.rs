@@ -297,8 +297,14 @@ fn loopback_sessions_and_broken_peers() {
     let addr = server.addr.to_string();
     let pk = PublicKey::generate(&w.ctx, &w.sk, &mut w.key_seed.public_key_rng()).unwrap();
 
-    // First session uploads the keys, the second does not.
-    assert!(healthy_inference(&mut w, &addr) > 1_000_000);
+    // First session uploads the keys (the size `hefun inspect` predicts, to 1 %), the second
+    // does not.
+    let uploaded = healthy_inference(&mut w, &addr) as f64;
+    let predicted = w.model.key_upload_bytes(w.ctx.params()).unwrap() as f64;
+    assert!(
+        uploaded > 1e6 && (uploaded - predicted).abs() < 0.01 * predicted,
+        "uploaded {uploaded} bytes, predicted {predicted}"
+    );
     assert_eq!(healthy_inference(&mut w, &addr), 0);
 
     // A healthy client keeps inferring while the hostile ones come and go.

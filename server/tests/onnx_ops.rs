@@ -455,3 +455,40 @@ fn bundled_mnist_models_keep_their_first_convolution_and_agree() {
         }
     }
 }
+
+#[test]
+fn hefun_inspect_reports_a_model_or_every_unsupported_node() {
+    let run = |model: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hefun"))
+            .args(["inspect", model])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+    let out = run("small");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "rounds: 2",
+        "| 1 | 100 × 845 |",
+        "preset hefun-n8192",
+        "16 rotations",
+    ] {
+        assert!(text.contains(line), "no `{line}` in\n{text}");
+    }
+
+    let mut g = Graph::new(12);
+    let w = g.random("w", &[4, 4], 0.5);
+    let y = g.node("MatMul", &["x", &w], vec![]);
+    let y = g.node("HardSigmoid", &[&y], vec![]);
+    let out_name = g.node("Erf", &[&y], vec![]);
+    let path = g.write("inspect_unsupported", &[1, 4], &out_name);
+    let out = run(path.to_str().unwrap());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("HardSigmoid at node '/hardsigmoid_1'")
+            && err.contains("Erf at node '/erf_2'"),
+        "{err}"
+    );
+}

@@ -88,6 +88,21 @@ impl CompiledModel {
         }
     }
 
+    /// Bytes of the key upload this model asks a client for on `params`, frame headers aside:
+    /// the public key's limbs at the top level (its `a` travels as a seed), then for each
+    /// switching key (the rotations', and relinearisation under the refresh round) every digit
+    /// over every prime of Q·P, each limb bit-packed to its prime's width.
+    pub fn key_upload_bytes(&self, params: &Params) -> Result<u64, ProtocolError> {
+        let n = params.n() as u64;
+        let limb = |q: &u64| (n * u64::from(64 - q.leading_zeros())).div_ceil(8);
+        let q: u64 = params.q().iter().map(limb).sum();
+        let p: u64 = params.p().iter().map(limb).sum();
+        let digits = params.digit_count(params.top_level()) as u64;
+        let relin = u64::from(params.round() == client_core::params::RoundKind::Refresh);
+        let keys = self.rotation_steps(params.slots())?.len() as u64 + relin;
+        Ok(q + keys * digits * (q + p))
+    }
+
     /// Every rotation step any inference can need (the Galois keys to ask the client for).
     /// Dense stand-ins have every diagonal, so each per-inference permutation needs a subset.
     pub fn rotation_steps(&self, slots: usize) -> Result<Vec<i64>, ProtocolError> {

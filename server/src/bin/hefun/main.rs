@@ -7,6 +7,7 @@
 //! once.
 
 mod infer;
+mod inspect;
 mod load;
 mod local;
 mod plain;
@@ -79,6 +80,9 @@ enum Command {
     },
     /// Serve private inferences over TCP.
     Serve(serve::ServeArgs),
+    /// What a model becomes under the protocol: layers, rounds, preset, keys (or every
+    /// operator hefun lacks).
+    Inspect(inspect::InspectArgs),
     /// Run one private inference of an MNIST test image against a server.
     Infer(infer::InferArgs),
     /// Many concurrent clients against a loopback server: throughput and latency percentiles.
@@ -101,6 +105,7 @@ fn main() -> Result<()> {
         Command::Infer(args) => infer::infer_command(&args)?,
         Command::Load(args) => load::load_command(&args)?,
         Command::Plain(args) => plain::plain_command(&args)?,
+        Command::Inspect(args) => inspect::inspect_command(&args)?,
         Command::Demo(common) => {
             let run = run(&common, common.transport.unwrap_or(Transport::Tcp))?;
             let s = summarize(&run);
