@@ -421,15 +421,36 @@ fn every_unsupported_operator_is_named_in_one_error() {
 }
 
 #[test]
-fn a_skip_connection_across_an_activation_is_refused_clearly() {
+fn skip_connections_across_activations_are_carried_through_the_round() {
+    // A signed value read after the activation: carried as ReLU(y) and ReLU(−y).
     let mut g = Graph::new(11);
     let w = g.random("w", &[4, 4], 0.5);
     let y = g.node("MatMul", &["x", &w], vec![]);
     let r = g.node("Relu", &[&y], vec![]);
-    let out = g.node("Add", &[&r, &y], vec![]);
-    let path = g.write("skip", &[1, 4], &out);
-    let err = import(&path).err().expect("must be refused").to_string();
-    assert!(err.contains("skip connection"), "{err}");
+    let w2 = g.random("w2", &[4, 4], 0.5);
+    let z = g.node("MatMul", &[&r, &w2], vec![]);
+    let out = g.node("Add", &[&z, &y], vec![]);
+    assert_eq!(agrees(&g, "skip_signed", &[1, 4], &out), 2);
+    let imported = import(&g.write("skip_signed", &[1, 4], &out)).unwrap();
+    assert_eq!(imported.model.layers[0].weights.rows, 4 + 2 * 4);
+
+    // A residual block over an activation's output (≥ 0): carried as itself.
+    let mut g = Graph::new(12);
+    let w = g.random("w", &[6, 5], 0.5);
+    let h = g.node("MatMul", &["x", &w], vec![]);
+    let h = g.node("Relu", &[&h], vec![]);
+    let w2 = g.random("w2", &[5, 5], 0.5);
+    let f = g.node("MatMul", &[&h, &w2], vec![]);
+    let f = g.node("Relu", &[&f], vec![]);
+    let w3 = g.random("w3", &[5, 5], 0.5);
+    let f = g.node("MatMul", &[&f, &w3], vec![]);
+    let s = g.node("Add", &[&f, &h], vec![]);
+    let o = g.node("Relu", &[&s], vec![]);
+    let w4 = g.random("w4", &[5, 3], 0.5);
+    let out = g.node("MatMul", &[&o, &w4], vec![]);
+    assert_eq!(agrees(&g, "skip_residual", &[1, 6], &out), 4);
+    let imported = import(&g.write("skip_residual", &[1, 6], &out)).unwrap();
+    assert_eq!(imported.model.layers[1].weights.rows, 5 + 5);
 }
 
 #[test]

@@ -6,7 +6,9 @@
 //! output). Every op that is affine in its one non-constant operand — the arithmetic,
 //! normalisation, padding, reshaping and linear ops exporters write — composes onto that map
 //! (`ops/`); the sum of two branches of one segment is the sum of their maps. An activation
-//! closes the segment: its input map becomes one protocol layer. Shape arithmetic on constants
+//! closes the segment: its input map becomes one protocol layer, and values still read after
+//! it (skip connections) ride through its round as extra neurons — x itself if it is known to
+//! be ≥ 0, else ReLU(x) and ReLU(−x), whose difference is x. Shape arithmetic on constants
 //! is folded. Every node that cannot be lowered is collected, so one error names them all.
 //!
 //! ```text
@@ -28,7 +30,7 @@ use tract_onnx::pb::{GraphProto, NodeProto};
 use tract_onnx::prelude::*;
 
 use super::{FirstConv, Layer, Model};
-use affine::SparseAffine;
+use affine::{Source, SparseAffine};
 use operand::{count, Const, Operand, Value};
 use ops::OpError;
 
@@ -192,13 +194,23 @@ fn lower(
             map: SparseAffine::identity(input_len),
             dims: input_dims.to_vec(),
             segment: 0,
+            nonnegative: false,
         }),
     );
+    // The last node that reads each edge (the graph output is read after every node): values
+    // still needed after an activation are carried through its round.
+    let mut last_use: HashMap<&str, usize> = HashMap::new();
+    for (t, node) in graph.node.iter().enumerate() {
+        for name in &node.input {
+            last_use.insert(name.as_str(), t);
+        }
+    }
     let output_name = graph
         .output
         .first()
         .map(|o| o.name.clone())
         .ok_or_else(|| ImportError::Model("the graph has no output".into()))?;
+    last_use.insert(output_name.as_str(), usize::MAX);
 
     let mut layers: Vec<Layer> = Vec::new();
     let mut notes = Vec::new();
@@ -216,7 +228,8 @@ fn lower(
         message,
     };
 
-    for node in &graph.node {
+    let mut carried_note_done = false;
+    for (t, node) in graph.node.iter().enumerate() {
         let op = node.op_type.as_str();
         let named: Vec<Option<&Operand>> = node
             .input
@@ -247,6 +260,7 @@ fn lower(
                 broken.extend(node.output.iter().cloned());
                 continue;
             };
+            let v = v.clone();
             if v.segment != layers.len() {
                 first_error.get_or_insert_with(|| {
                     node_error(
@@ -257,7 +271,39 @@ fn lower(
                 broken.extend(node.output.iter().cloned());
                 continue;
             }
-            if layers.is_empty() {
+            // Values of this segment read after the activation (a skip connection) ride along
+            // in its round: x as itself if it is known ≥ 0, else as ReLU(x) and ReLU(−x).
+            let segment = layers.len();
+            let mut carried: Vec<(String, Value)> = edges
+                .iter()
+                .filter_map(|(name, operand)| match operand {
+                    Operand::Value(c)
+                        if c.segment == segment
+                            && last_use.get(name.as_str()).is_some_and(|&u| u > t) =>
+                    {
+                        Some((name.clone(), c.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            // Edge order fixes the layer's row order: make it independent of the hash map.
+            carried.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut parts: Vec<SparseAffine> = vec![v.map.clone()];
+            for (_, c) in &carried {
+                parts.push(c.map.clone());
+                if !c.nonnegative {
+                    parts.push(c.map.combine(&c.map, -2.0));
+                }
+            }
+            let refs: Vec<&SparseAffine> = parts.iter().collect();
+            let sources: Vec<Source> = parts
+                .iter()
+                .enumerate()
+                .flat_map(|(k, p)| (0..p.outputs()).map(move |j| Source::Row(k, j)))
+                .collect();
+            let stacked = SparseAffine::gather(v.map.inputs(), &refs, &sources);
+            let width = stacked.outputs();
+            if layers.is_empty() && carried.is_empty() {
                 if let Some((conv, edge)) = conv_candidate.take() {
                     if node.input.first() == Some(&edge) {
                         first_conv = Some(conv);
@@ -265,20 +311,51 @@ fn lower(
                 }
             }
             layers.push(Layer {
-                weights: v.map.to_dense(),
-                bias: v.map.b.clone(),
+                weights: stacked.to_dense(),
+                bias: stacked.b.clone(),
                 relu: true,
             });
+            // Rows `from..from + n` of the new segment's input (minus the next n if `paired`).
+            let pick = |from: usize, n: usize, paired: bool| {
+                let mut entries: Vec<(usize, usize, f64)> =
+                    (0..n).map(|i| (i, from + i, 1.0)).collect();
+                if paired {
+                    entries.extend((0..n).map(|i| (i, from + n + i, -1.0)));
+                }
+                SparseAffine::from_triplets(n, width, &entries, vec![0.0; n])
+            };
             let n = v.map.outputs();
-            let dims = v.dims.clone();
+            let mut offset = n;
+            for (name, c) in carried {
+                let len = c.map.outputs();
+                let map = pick(offset, len, !c.nonnegative);
+                offset += if c.nonnegative { len } else { 2 * len };
+                edges.insert(
+                    name,
+                    Operand::Value(Value {
+                        map,
+                        dims: c.dims,
+                        segment: segment + 1,
+                        nonnegative: c.nonnegative,
+                    }),
+                );
+            }
             if let Some(out) = node.output.first() {
                 edges.insert(
                     out.clone(),
                     Operand::Value(Value {
-                        map: SparseAffine::identity(n),
-                        dims,
-                        segment: layers.len(),
+                        map: pick(0, n, false),
+                        dims: v.dims.clone(),
+                        segment: segment + 1,
+                        nonnegative: true,
                     }),
+                );
+            }
+            if !carried_note_done && width > n {
+                carried_note_done = true;
+                notes.push(
+                    "skip connections across activations are carried through the rounds (extra neurons)"
+                        .into(),
                 );
             }
             continue;

@@ -54,6 +54,9 @@ pub(crate) struct Value {
     pub dims: Vec<usize>,
     /// Which segment (0 = before the first activation) the map's input is.
     pub segment: usize,
+    /// Known to be ≥ 0 (an activation's output, reshaped at most): carried across the next
+    /// activation as itself, not as ReLU(x) − ReLU(−x).
+    pub nonnegative: bool,
 }
 
 /// A graph edge.

@@ -114,6 +114,7 @@ pub(super) fn gather(node: &NodeProto, inputs: &[Option<&Operand>]) -> OpResult 
                 map: SparseAffine::gather(v.map.inputs(), &[&v.map], &sources),
                 dims: out,
                 segment: v.segment,
+                nonnegative: false,
             })])
         }
     }

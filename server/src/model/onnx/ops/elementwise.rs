@@ -94,6 +94,7 @@ pub(super) fn binary(node: &NodeProto, inputs: &[Option<&Operand>]) -> OpResult 
                 map: x.map.combine(&y.map, sign),
                 dims: x.dims.clone(),
                 segment: x.segment,
+                nonnegative: false,
             })])
         }
     }

@@ -42,7 +42,7 @@ pub(crate) type OpResult = Result<Vec<Operand>, OpError>;
 
 /// The operators the import lowers (named in the error that lists what a model lacks).
 pub const SUPPORTED: &str = "Add, Sub, Mul, Div, Neg (by constants, or the sum of two \
-    branches), BatchNormalization, Identity, Dropout, Flatten, Reshape, Squeeze, Unsqueeze, \
+    branches, residual blocks included), BatchNormalization, Identity, Dropout, Flatten, Reshape, Squeeze, Unsqueeze, \
     Transpose, Concat, Pad, Slice, Conv, AveragePool, GlobalAveragePool, Gemm, MatMul, Constant, \
     Shape, Gather, Cast, ConstantOfShape; Relu between them; a final Softmax or LogSoftmax is dropped";
 
@@ -167,6 +167,7 @@ pub(crate) fn apply(v: &Value, local: &SparseAffine, dims: Vec<usize>) -> Operan
         map: v.map.then(local),
         dims,
         segment: v.segment,
+        nonnegative: false,
     })
 }
 

@@ -32,6 +32,7 @@ fn with_dims(x: &Operand, dims: Vec<usize>) -> Operand {
             map: v.map.clone(),
             dims,
             segment: v.segment,
+            nonnegative: v.nonnegative,
         }),
     }
 }
@@ -148,6 +149,7 @@ fn remap(
                 map: SparseAffine::gather(v.map.inputs(), &[&v.map], &sources),
                 dims: out,
                 segment: v.segment,
+                nonnegative: false,
             })
         }
     }
@@ -262,6 +264,7 @@ pub(super) fn concat(node: &NodeProto, inputs: &[Option<&Operand>]) -> OpResult 
         map: SparseAffine::gather(v0.map.inputs(), &maps, &sources),
         dims: out,
         segment: v0.segment,
+        nonnegative: false,
     })])
 }
 
