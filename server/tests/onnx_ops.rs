@@ -513,3 +513,28 @@ fn hefun_inspect_reports_a_model_or_every_unsupported_node() {
         "{err}"
     );
 }
+
+#[test]
+fn leaky_relu_prelu_and_clip_take_one_round_each() {
+    let mut g = Graph::new(13);
+    let w = g.random("w", &[3, 1, 3, 3], 0.6);
+    let c = g.node("Conv", &["x", &w], vec![]);
+    let slope = g.random("slope", &[3, 1, 1], 0.3);
+    let p = g.node("PRelu", &[&c, &slope], vec![]);
+    let f = g.node("Flatten", &[&p], vec![]);
+    let w2 = g.random("w2", &[27, 8], 0.4);
+    let y = g.node("MatMul", &[&f, &w2], vec![]);
+    let y = g.node("LeakyRelu", &[&y], vec![("alpha", Attr::F(0.1))]);
+    let w3 = g.random("w3", &[8, 8], 0.6);
+    let y = g.node("MatMul", &[&y, &w3], vec![]);
+    let lo = g.floats("lo", &[], vec![-0.2]);
+    let hi = g.floats("hi", &[], vec![0.3]);
+    let y = g.node("Clip", &[&y, &lo, &hi], vec![]);
+    let w4 = g.random("w4", &[8, 6], 0.6);
+    let y = g.node("MatMul", &[&y, &w4], vec![]);
+    let y = g.node("Clip", &[&y, "", &hi], vec![]);
+    let w5 = g.random("w5", &[6, 2], 0.6);
+    let out = g.node("MatMul", &[&y, &w5], vec![]);
+    // Four activations: four rounds, then the output layer.
+    assert_eq!(agrees(&g, "activations", &[1, 1, 5, 5], &out), 5);
+}

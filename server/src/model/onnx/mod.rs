@@ -18,6 +18,7 @@
 //! ops/        one lowering per operator family
 //! ```
 
+mod activation;
 mod affine;
 mod operand;
 mod ops;
@@ -30,6 +31,7 @@ use tract_onnx::pb::{GraphProto, NodeProto};
 use tract_onnx::prelude::*;
 
 use super::{FirstConv, Layer, Model};
+use activation::is_activation;
 use affine::{Source, SparseAffine};
 use operand::{count, Const, Operand, Value};
 use ops::OpError;
@@ -161,11 +163,6 @@ fn known(op: &str) -> bool {
     is_activation(op) || matches!(op, "Softmax" | "LogSoftmax") || ops::is_supported(op)
 }
 
-/// Activations that end a segment.
-fn is_activation(op: &str) -> bool {
-    op == "Relu"
-}
-
 /// Lowers `graph`, whose input has the ONNX shape `input_dims` (batch 1 first).
 fn lower(
     graph: &GraphProto,
@@ -256,7 +253,8 @@ fn lower(
         }
         if is_activation(op) {
             let Some(Operand::Value(v)) = named.first().copied().flatten() else {
-                first_error.get_or_insert_with(|| node_error(node, "ReLU of a constant".into()));
+                first_error
+                    .get_or_insert_with(|| node_error(node, "an activation of a constant".into()));
                 broken.extend(node.output.iter().cloned());
                 continue;
             };
@@ -288,7 +286,16 @@ fn lower(
                 .collect();
             // Edge order fixes the layer's row order: make it independent of the hash map.
             carried.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut parts: Vec<SparseAffine> = vec![v.map.clone()];
+            let act = match activation::activation(node, &v, &named) {
+                Ok(a) => a,
+                Err(OpError::Invalid(m)) => {
+                    first_error.get_or_insert_with(|| node_error(node, m));
+                    broken.extend(node.output.iter().cloned());
+                    continue;
+                }
+                Err(OpError::Unsupported) => unreachable!("an activation is known"),
+            };
+            let mut parts: Vec<SparseAffine> = act.pre.iter().map(|(m, _)| m.clone()).collect();
             for (_, c) in &carried {
                 parts.push(c.map.clone());
                 if !c.nonnegative {
@@ -303,7 +310,7 @@ fn lower(
                 .collect();
             let stacked = SparseAffine::gather(v.map.inputs(), &refs, &sources);
             let width = stacked.outputs();
-            if layers.is_empty() && carried.is_empty() {
+            if layers.is_empty() && carried.is_empty() && op == "Relu" {
                 if let Some((conv, edge)) = conv_candidate.take() {
                     if node.input.first() == Some(&edge) {
                         first_conv = Some(conv);
@@ -325,7 +332,7 @@ fn lower(
                 SparseAffine::from_triplets(n, width, &entries, vec![0.0; n])
             };
             let n = v.map.outputs();
-            let mut offset = n;
+            let mut offset = n * act.pre.len();
             for (name, c) in carried {
                 let len = c.map.outputs();
                 let map = pick(offset, len, !c.nonnegative);
@@ -344,14 +351,27 @@ fn lower(
                 edges.insert(
                     out.clone(),
                     Operand::Value(Value {
-                        map: pick(0, n, false),
+                        map: {
+                            let entries: Vec<(usize, usize, f64)> = act
+                                .pre
+                                .iter()
+                                .enumerate()
+                                .flat_map(|(k, (_, coeff))| {
+                                    coeff
+                                        .iter()
+                                        .enumerate()
+                                        .map(move |(i, &a)| (i, k * n + i, a))
+                                })
+                                .collect();
+                            SparseAffine::from_triplets(n, width, &entries, act.offset.clone())
+                        },
                         dims: v.dims.clone(),
                         segment: segment + 1,
-                        nonnegative: true,
+                        nonnegative: act.nonnegative,
                     }),
                 );
             }
-            if !carried_note_done && width > n {
+            if !carried_note_done && width > n * act.pre.len() {
                 carried_note_done = true;
                 notes.push(
                     "skip connections across activations are carried through the rounds (extra neurons)"

@@ -44,7 +44,7 @@ pub(crate) type OpResult = Result<Vec<Operand>, OpError>;
 pub const SUPPORTED: &str = "Add, Sub, Mul, Div, Neg (by constants, or the sum of two \
     branches, residual blocks included), BatchNormalization, Identity, Dropout, Flatten, Reshape, Squeeze, Unsqueeze, \
     Transpose, Concat, Pad, Slice, Conv, AveragePool, GlobalAveragePool, Gemm, MatMul, Constant, \
-    Shape, Gather, Cast, ConstantOfShape; Relu between them; a final Softmax or LogSoftmax is dropped";
+    Shape, Gather, Cast, ConstantOfShape; Relu, LeakyRelu, PRelu and Clip between them (one round each); a final Softmax or LogSoftmax is dropped";
 
 /// Lowers one node.
 pub(crate) fn lower(node: &NodeProto, inputs: &[Option<&Operand>]) -> OpResult {
