@@ -298,7 +298,8 @@ fn residual_block_within_a_segment() {
     );
     let sum = g.node("Add", &[&c2, &h], vec![]);
     let r = g.node("Relu", &[&sum], vec![]);
-    let f = g.node("Flatten", &[&r], vec![]);
+    // Axis −3 of [1, 2, 5, 5]: the batch axis stays apart, as with axis 1.
+    let f = g.node("Flatten", &[&r], vec![("axis", Attr::I(-3))]);
     let w3 = g.random("w3", &[50, 3], 0.2);
     let out = g.node("MatMul", &[&f, &w3], vec![]);
     assert_eq!(agrees(&g, "residual", &[1, 1, 5, 5], &out), 3);

@@ -44,7 +44,16 @@ pub(super) fn reshape(node: &NodeProto, inputs: &[Option<&Operand>]) -> OpResult
     let total = count(&dims);
     let out: Vec<usize> = match node.op_type.as_str() {
         "Flatten" => {
-            let a = axis(attr_i(node, "axis").unwrap_or(1), dims.len() + 1)?;
+            // Axis in [−r, r]: a negative one counts from the back, r flattens everything.
+            let a = attr_i(node, "axis").unwrap_or(1);
+            let r = dims.len() as i64;
+            let a = if a < 0 { a + r } else { a };
+            if !(0..=r).contains(&a) {
+                return Err(OpError::Invalid(format!(
+                    "Flatten axis out of range for {dims:?}"
+                )));
+            }
+            let a = a as usize;
             vec![count(&dims[..a]), count(&dims[a..])]
         }
         "Reshape" => {
