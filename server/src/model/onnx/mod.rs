@@ -12,10 +12,11 @@
 //! is folded. Every node that cannot be lowered is collected, so one error names them all.
 //!
 //! ```text
-//! mod.rs      import, the walk, segments and activations
-//! operand.rs  constants, values (maps with shapes), broadcasting
-//! affine.rs   sparse affine maps and their composition
-//! ops/        one lowering per operator family
+//! mod.rs         import, the walk, segments and skip connections
+//! operand.rs     constants, values (maps with shapes), broadcasting
+//! affine.rs      sparse affine maps and their composition
+//! activation.rs  Relu, LeakyRelu, PRelu, Clip as ReLUs in one round
+//! ops/           one lowering per operator family
 //! ```
 
 mod activation;
