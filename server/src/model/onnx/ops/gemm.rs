@@ -83,6 +83,34 @@ fn product(
     ))
 }
 
+/// The 2-D shape of Gemm's value operand, transposed if `trans` (only a row or column vector,
+/// whose elements keep their order).
+fn gemm_value_dims(v: &Value, trans: bool, what: &str) -> Result<(usize, usize), OpError> {
+    let [r, c] = v.dims[..] else {
+        return Err(OpError::Invalid(format!(
+            "Gemm of a value of shape {:?}",
+            v.dims
+        )));
+    };
+    if trans && r != 1 && c != 1 {
+        return Err(OpError::Invalid(format!("{what} of a matrix value")));
+    }
+    Ok(if trans { (c, r) } else { (r, c) })
+}
+
+/// MatMul's value operand as (leading batch dims, rows, columns); a 1-D value is a row vector
+/// on the left (`vector_as_row`) and a column vector on the right.
+fn batched(v: &Value, vector_as_row: bool) -> (Vec<usize>, usize, usize) {
+    match v.dims[..] {
+        [k] if vector_as_row => (vec![], 1, k),
+        [k] => (vec![], k, 1),
+        _ => {
+            let r = v.dims.len();
+            (v.dims[..r - 2].to_vec(), v.dims[r - 2], v.dims[r - 1])
+        }
+    }
+}
+
 pub(super) fn gemm(node: &NodeProto, inputs: &[Option<&Operand>]) -> OpResult {
     let alpha = attr_f(node, "alpha").unwrap_or(1.0);
     let beta = attr_f(node, "beta").unwrap_or(1.0);
@@ -91,32 +119,13 @@ pub(super) fn gemm(node: &NodeProto, inputs: &[Option<&Operand>]) -> OpResult {
     let (a, b) = (input(inputs, 0)?, input(inputs, 1)?);
     let (mut local, rows, cols, v) = match (a, b) {
         (Operand::Value(v), Operand::Const(w)) => {
-            let [m, k] = v.dims[..] else {
-                return Err(OpError::Invalid(format!(
-                    "Gemm of a value of shape {:?}",
-                    v.dims
-                )));
-            };
-            if trans_a && m != 1 && k != 1 {
-                return Err(OpError::Invalid("transA of a matrix value".into()));
-            }
-            // A transposed row or column vector has the same elements in the same order.
-            let (m, k) = if trans_a { (k, m) } else { (m, k) };
-            let (l, r, c) = product(v, 1, (m, k), &Mat::new(w, trans_b)?, true, alpha)?;
+            let mk = gemm_value_dims(v, trans_a, "transA")?;
+            let (l, r, c) = product(v, 1, mk, &Mat::new(w, trans_b)?, true, alpha)?;
             (l, r, c, v)
         }
         (Operand::Const(w), Operand::Value(v)) => {
-            let [k, n] = v.dims[..] else {
-                return Err(OpError::Invalid(format!(
-                    "Gemm of a value of shape {:?}",
-                    v.dims
-                )));
-            };
-            if trans_b && k != 1 && n != 1 {
-                return Err(OpError::Invalid("transB of a matrix value".into()));
-            }
-            let (k, n) = if trans_b { (n, k) } else { (k, n) };
-            let (l, r, c) = product(v, 1, (k, n), &Mat::new(w, trans_a)?, false, alpha)?;
+            let kn = gemm_value_dims(v, trans_b, "transB")?;
+            let (l, r, c) = product(v, 1, kn, &Mat::new(w, trans_a)?, false, alpha)?;
             (l, r, c, v)
         }
         _ => {
@@ -153,13 +162,7 @@ pub(super) fn matmul(inputs: &[Option<&Operand>]) -> OpResult {
             } else {
                 (w, false)
             };
-            let (lead, m, k) = match v.dims[..] {
-                [k] => (vec![], 1, k),
-                _ => {
-                    let r = v.dims.len();
-                    (v.dims[..r - 2].to_vec(), v.dims[r - 2], v.dims[r - 1])
-                }
-            };
+            let (lead, m, k) = batched(v, true);
             let batch = lead.iter().product();
             let (local, _, n) = product(v, batch, (m, k), &w, true, 1.0)?;
             let mut dims = lead;
@@ -176,13 +179,7 @@ pub(super) fn matmul(inputs: &[Option<&Operand>]) -> OpResult {
             if w.c.dims.len() != 2 {
                 return Err(OpError::Invalid("MatMul of a vector by a value".into()));
             }
-            let (lead, k, n) = match v.dims[..] {
-                [k] => (vec![], k, 1),
-                _ => {
-                    let r = v.dims.len();
-                    (v.dims[..r - 2].to_vec(), v.dims[r - 2], v.dims[r - 1])
-                }
-            };
+            let (lead, k, n) = batched(v, false);
             let batch = lead.iter().product();
             let (local, m, _) = product(v, batch, (k, n), &w, false, 1.0)?;
             let mut dims = lead;
